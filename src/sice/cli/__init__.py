@@ -1,0 +1,1 @@
+"""Command-line adapters over the sice core: one module per command."""
