@@ -23,6 +23,8 @@ from ..errors import ModelError
 from ._registry import create_model, list_models
 
 FORMAT = "sice-checkpoint"
+#: The architecture whose shipped weights ``sice enhance`` uses when no model is named.
+DEFAULT_MODEL = "gaingrid"
 VERSION = 1
 
 
@@ -105,6 +107,8 @@ def load_model(name_or_path: str | os.PathLike) -> nn.Module:
     name is spelled with the suffix ``:untrained``; otherwise :class:`ModelError` says so.
     """
     s = os.fspath(name_or_path)
+    if s == "default" or s.startswith("default:"):
+        s = DEFAULT_MODEL + s[len("default"):]
     if os.path.sep in s or s.endswith(".pt") or os.path.exists(s):
         return load_checkpoint(s)
     if s.endswith(":untrained"):

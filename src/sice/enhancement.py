@@ -1,0 +1,413 @@
+"""The one enhancement core: any photo, any size, through any registered model.
+
+:class:`Enhancer` holds a loaded model (created once, reused for a whole batch) and knows how to
+feed it, from the model's :class:`~sice.models.ModelConfig`:
+
+* fully convolutional networks (the original SICE models, CAN) run in overlapping tiles whose
+  overlap covers the receptive field, so memory stays bounded and the result equals untiled
+  inference;
+* models that look at a down-scaled whole image and predict a gain field (the default model,
+  HDRNet-style) compute their gains at a working resolution and apply them at full resolution
+  in strips;
+* inputs that need a size multiple are padded by reflection and cropped back: outputs always
+  have exactly the input's size.
+
+Everything is float32 RGB in [0, 1] inside; :func:`enhance_pixels` converts any file's pixels
+(grey, alpha, 16-bit, float) in and out so the output keeps the input's channel layout and bit
+depth. Torch is imported only for torch models; the default ONNX path needs no torch.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from .errors import ModelError, SiceError
+from .imageops import from_float32, luminance, split_alpha, to_float32
+
+DEFAULT_MODEL = "default"
+DEFAULT_TILE = 512
+
+
+class Enhancer:
+    """A loaded model ready to enhance images.
+
+    Parameters
+    ----------
+    model : str, path-like, nn.Module or None
+        Registry name (with shipped weights, or ``NAME:untrained``), a sice checkpoint path, an
+        ``.onnx`` file exported by ``sice export``, or a model object. None: the default model.
+    device : {"cpu", "cuda"}
+        Torch device (the ONNX backend runs on the CPU).
+    backend : {"auto", "torch", "onnxruntime"}
+        "auto" uses onnxruntime when the model has an ONNX form (faster on CPUs), else torch.
+    tile : int
+        Tile side for fully convolutional models (pixels at network resolution).
+    """
+
+    def __init__(self, model: Any = None, *, device: str = "cpu", backend: str = "auto",
+                 tile: int = DEFAULT_TILE, decomposition: str = "auto"):
+        if backend not in ("auto", "torch", "onnxruntime"):
+            raise ValueError(f"backend must be 'auto', 'torch' or 'onnxruntime', got {backend!r}")
+        if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if tile < 16:
+            raise ValueError(f"tile must be at least 16 pixels, got {tile}")
+        self.device = device
+        self.tile = int(tile)
+        self.decomposition = decomposition
+        self._runner = _load_runner(DEFAULT_MODEL if model is None else model, device=device, backend=backend)
+        self.name = self._runner.name
+        self.backend = self._runner.backend
+
+    def enhance_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) float RGB in [0, 1] -> enhanced (H, W, 3) float32 in [0, 1], same size."""
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"rgb must be (H, W, 3), got shape {rgb.shape}")
+        if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+            raise ValueError(f"image must be at least 1x1, got {rgb.shape[:2]}")
+        rgb = np.clip(to_float32(rgb), 0.0, 1.0)
+        out = self._runner.run(rgb, tile=self.tile, decomposition=self.decomposition)
+        assert out.shape == rgb.shape, (out.shape, rgb.shape)
+        return out
+
+    def enhance_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Enhance pixels of any layout sice reads; returns the same shape and dtype.
+
+        Grey images are enhanced as RGB and converted back to grey (Rec. 601 luma); alpha is
+        passed through untouched; uint8/uint16 stay so; float stays float (clipped to [0, 1]).
+        """
+        arr = np.asarray(pixels)
+        squeeze = arr.ndim == 2
+        if squeeze:
+            arr = arr[..., None]
+        if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+            raise ValueError(f"pixels must be (H, W) or (H, W, 1..4), got shape {np.shape(pixels)}")
+        colour, alpha = split_alpha(arr)
+        grey = colour.shape[2] == 1
+        rgb = np.repeat(colour, 3, axis=2) if grey else colour
+        out = self.enhance_rgb(to_float32(rgb))
+        if grey:
+            out = luminance(out)[..., None]
+        dtype = arr.dtype if arr.dtype.kind != "f" else np.float32
+        out = from_float32(out, dtype)
+        if alpha is not None:
+            out = np.concatenate([out, alpha.astype(dtype, copy=False)], axis=2)
+        return out[..., 0] if squeeze else out
+
+
+def enhance_array(image: np.ndarray, *, model: Any = None, enhancer: Enhancer | None = None, **kwargs) -> np.ndarray:
+    """Enhance one image array and return the result with the same shape and dtype.
+
+    Parameters
+    ----------
+    image : (H, W[, C]) ndarray
+        uint8, uint16 or float in [0, 1]; C in 1..4 (alpha passed through).
+    model : str, path-like or nn.Module, optional
+        As for :class:`Enhancer`; ignored when ``enhancer`` is given.
+
+    Examples
+    --------
+    >>> import numpy as np, sice
+    >>> dark = (np.random.default_rng(0).random((32, 48, 3)) * 40).astype(np.uint8)
+    >>> sice.enhance(dark, model="sice2018-residual:untrained").shape
+    (32, 48, 3)
+    """
+    enhancer = enhancer or _cached_enhancer(model, **kwargs)
+    return enhancer.enhance_pixels(image)
+
+
+_ENHANCERS: dict[tuple, Enhancer] = {}
+
+
+def _cached_enhancer(model: Any, **kwargs) -> Enhancer:
+    """One Enhancer per (model, options) for the API: repeated calls do not reload weights."""
+    try:
+        key = (model if isinstance(model, (str, os.PathLike, type(None))) else id(model),
+               tuple(sorted(kwargs.items())))
+        hash(key)
+    except TypeError:
+        return Enhancer(model, **kwargs)
+    if key not in _ENHANCERS:
+        _ENHANCERS[key] = Enhancer(model, **kwargs)
+    return _ENHANCERS[key]
+
+
+def enhance_file(src: os.PathLike | str, dst: os.PathLike | str, *, model: Any = None,
+                 enhancer: Enhancer | None = None, quality: int = 95, max_pixels: int | None = None,
+                 overwrite: bool = True, **kwargs) -> Path:
+    """Read ``src``, enhance, write ``dst`` (atomically) keeping size, orientation, bit depth,
+    EXIF and ICC profile. Refuses to write over ``src``."""
+    from .errors import ImageWriteError
+    from .io import read_image, write_image
+
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and _same_file(src, dst):
+        raise ImageWriteError(dst, "output path is the input file; refusing to overwrite an input")
+    image = read_image(src, max_pixels=max_pixels)
+    enhancer = enhancer or _cached_enhancer(model, **kwargs)
+    out = enhancer.enhance_pixels(image.pixels)
+    return write_image(dst, out, like=image, quality=quality, overwrite=overwrite)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Runners: how each kind of model is fed
+# --------------------------------------------------------------------------------------------
+class _Runner:
+    name: str
+    backend: str
+
+    def run(self, rgb: np.ndarray, *, tile: int, decomposition: str) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+def _load_runner(model: Any, *, device: str, backend: str) -> _Runner:
+    if isinstance(model, (str, os.PathLike)):
+        s = os.fspath(model)
+        if s.endswith(".onnx"):
+            from .export import OnnxGainRunner
+
+            return OnnxGainRunner.from_file(s)
+        if backend in ("auto", "onnxruntime"):
+            from .export import shipped_onnx_runner
+
+            runner = shipped_onnx_runner(s, required=backend == "onnxruntime")
+            if runner is not None:
+                return runner
+        from .models import load_model
+
+        module = load_model(s)
+    else:
+        module = model
+        if backend == "onnxruntime":
+            raise ModelError("backend 'onnxruntime' needs a model name or an .onnx file, not a model object")
+    config = getattr(module, "sice_config", None)
+    if config is None:
+        raise ModelError("model object was not built by sice.models.create_model (no sice_config)")
+    return TorchRunner(module, device=device)
+
+
+class TorchRunner(_Runner):
+    """Runs a torch model from the registry: tiled if fully convolutional, else gain-field."""
+
+    backend = "torch"
+
+    def __init__(self, module, *, device: str = "cpu"):
+        import torch
+
+        self.torch = torch
+        self.module = module.eval().to(device)
+        self.config = module.sice_config
+        self.name = self.config.name
+        self.device = device
+        if device == "cpu":
+            self.module = self.module.to(memory_format=torch.channels_last)
+
+    def run(self, rgb: np.ndarray, *, tile: int, decomposition: str) -> np.ndarray:
+        with self.torch.inference_mode():
+            if self.config.fully_convolutional:
+                return self._run_tiled(rgb, tile=tile, decomposition=decomposition)
+            return self._run_global(rgb)
+
+    # -- fully convolutional: overlapping tiles ------------------------------------------------
+    def _run_tiled(self, rgb: np.ndarray, *, tile: int, decomposition: str) -> np.ndarray:
+        cfg = self.config
+        planes = [rgb]
+        if cfg.aux == "luminance_detail":
+            from .decomposition import aux_tensor
+
+            planes.append(np.moveaxis(aux_tensor(rgb, method=decomposition), 0, -1))
+        stacked = np.concatenate(planes, axis=2) if len(planes) > 1 else rgb
+        return tiled_apply(stacked, self._forward_tile, tile=tile, overlap=cfg.receptive_radius,
+                           multiple=cfg.size_multiple, out_channels=3)
+
+    def _forward_tile(self, block: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        t = torch.from_numpy(np.ascontiguousarray(block.transpose(2, 0, 1)))[None].to(self.device)
+        if self.device == "cpu":
+            t = t.contiguous(memory_format=torch.channels_last)
+        if self.config.aux == "luminance_detail":
+            out = self.module(t[:, :3], t[:, 3:])
+        else:
+            out = self.module(t)
+        return out[0].float().clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
+
+    # -- whole-image models: gain field at working resolution -----------------------------------
+    def _run_global(self, rgb: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        module = self.module
+        if hasattr(module, "log_gain"):
+            thumb, work = gain_inputs(rgb, module.work_size)
+            as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None].to(self.device)
+            log_gain = module.log_gain(as_t(thumb), as_t(work))[0].float().cpu().numpy().transpose(1, 2, 0)
+            return apply_log2_gain(rgb, log_gain)
+        t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(self.device)
+        return module(t)[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------
+# Full-resolution building blocks (NumPy/OpenCV, shared with the ONNX runner)
+# --------------------------------------------------------------------------------------------
+def tiled_apply(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], *, tile: int,
+                overlap: int, multiple: int = 1, out_channels: int = 3) -> np.ndarray:
+    """Apply a translation-equivariant ``fn`` to ``image`` in overlapping tiles.
+
+    Each tile is extended by ``overlap`` pixels of real context on every side that has image
+    there; only its centre is kept. With ``overlap`` >= the network's receptive radius the
+    result equals ``fn(image)`` (the image border sees the same zero padding either way).
+    ``multiple``: the image is first reflect-padded to a multiple of it, tile origins and sizes
+    are multiples of it, and the result is cropped back.
+
+    Parameters
+    ----------
+    image : (H, W, C) float32
+    fn : callable
+        (h, w, C) -> (h, w, out_channels)
+    """
+    h, w = image.shape[:2]
+    m = max(1, int(multiple))
+    ph, pw = -h % m, -w % m
+    if ph or pw:
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+    H, W = image.shape[:2]
+    tile = max(m, (int(tile) // m) * m)
+    ov = int(math.ceil(overlap / m) * m)
+    if H <= tile + 2 * ov and W <= tile + 2 * ov:
+        out = fn(image)
+        return np.ascontiguousarray(out[:h, :w])
+    out = np.empty((H, W, out_channels), dtype=np.float32)
+    for y0 in range(0, H, tile):
+        y1 = min(y0 + tile, H)
+        ya, yb = max(0, y0 - ov), min(H, y1 + ov)
+        for x0 in range(0, W, tile):
+            x1 = min(x0 + tile, W)
+            xa, xb = max(0, x0 - ov), min(W, x1 + ov)
+            res = fn(image[ya:yb, xa:xb])
+            out[y0:y1, x0:x1] = res[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+    return out[:h, :w]
+
+
+def resize_long_side(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Area-downscale so the long side is at most ``size`` (never upscales)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    s = size / max(h, w)
+    if s >= 1:
+        return rgb
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    return cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+
+
+def gain_inputs(rgb: np.ndarray, work_size: int, thumb_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The two inputs of a gain-grid model: a (256, 256, 3) thumbnail and the image at its
+    working resolution (long side <= ``work_size``), both by area averaging."""
+    import cv2
+
+    work = resize_long_side(rgb, work_size)
+    thumb = cv2.resize(work, (thumb_size, thumb_size), interpolation=cv2.INTER_AREA)
+    return thumb, work
+
+
+def apply_log2_gain(rgb: np.ndarray, log_gain: np.ndarray, *, strip: int = 256) -> np.ndarray:
+    """``rgb * 2**log_gain`` with ``log_gain`` bilinearly upsampled to ``rgb``'s size.
+
+    Works in horizontal strips so a 24 MP image never needs a full-size float gain field
+    (memory stays near the size of the image itself).
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) float32 in [0, 1]
+    log_gain : (h, w, 3) float32
+        Base-2 log gains at a lower (or equal) resolution, pixel-centre aligned with ``rgb``.
+    """
+    import cv2
+
+    h, w = rgb.shape[:2]
+    gh, gw = log_gain.shape[:2]
+    gain = np.exp2(log_gain.astype(np.float32))
+    out = np.empty_like(rgb, dtype=np.float32)
+    sx, sy = gw / w, gh / h
+    for y0 in range(0, h, strip):
+        y1 = min(h, y0 + strip)
+        if (gh, gw) == (h, w):
+            g = gain[y0:y1]
+        else:
+            # dst (x, y) -> src ((x + .5) * sx - .5, (y + y0 + .5) * sy - .5): pixel-centre aligned
+            M = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, (y0 + 0.5) * sy - 0.5]], dtype=np.float64)
+            g = cv2.warpAffine(gain, M, (w, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REPLICATE)
+        np.multiply(rgb[y0:y1], g, out=out[y0:y1])
+    np.clip(out, 0, 1, out=out)
+    return out
+
+
+def expand_inputs(inputs: Iterable[str], *, recursive: bool = False,
+                  exclude: Path | None = None) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+    """Files, folders and globs -> [(file, path relative to its root)], plus [(input, problem)].
+
+    Folders give the image files inside (by extension), recursively if asked; a glob that
+    matches nothing and a missing path are problems, not crashes.
+    """
+    import glob
+
+    from .io import is_image_path, list_images
+
+    found: list[tuple[Path, Path]] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[Path] = set()
+    excl = exclude.resolve() if exclude is not None and exclude.exists() else None
+
+    def add(p: Path, rel: Path) -> None:
+        key = p.absolute()
+        if key in seen:
+            return
+        if excl is not None:
+            try:
+                p.resolve().relative_to(excl)
+                return
+            except ValueError:
+                pass
+        seen.add(key)
+        found.append((p, rel))
+
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for f in list_images(p, recursive=recursive):
+                add(f, f.relative_to(p))
+        elif p.exists() or p.is_symlink():
+            add(p, Path(p.name))
+        elif any(ch in item for ch in "*?["):
+            matches = sorted(glob.glob(item, recursive=recursive))
+            files = [Path(m) for m in matches if is_image_path(m) and not Path(m).is_dir()]
+            if not files:
+                problems.append((item, "pattern matches no image files"))
+            for f in files:
+                add(f, Path(f.name))
+        else:
+            problems.append((item, "no such file or folder"))
+    return found, problems
+
+
+__all__ = [
+    "Enhancer",
+    "enhance_array",
+    "enhance_file",
+    "tiled_apply",
+    "apply_log2_gain",
+    "resize_long_side",
+    "expand_inputs",
+    "SiceError",
+]

@@ -1,0 +1,64 @@
+"""Array conversions shared by every stage: dtype <-> float [0, 1], channel layouts.
+
+Follows scikit-image's convention: integers map to [0, 1] by their full range; float input
+keeps its values (float32 out).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_float32(pixels: np.ndarray) -> np.ndarray:
+    """uint8/uint16 -> float32 in [0, 1]; float -> float32 unchanged (values are not clipped)."""
+    a = np.asarray(pixels)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) * np.float32(1 / 255)
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) * np.float32(1 / 65535)
+    if a.dtype.kind == "f":
+        return a.astype(np.float32, copy=False)
+    if a.dtype == bool:
+        return a.astype(np.float32)
+    raise ValueError(f"image dtype must be uint8, uint16 or float, got {a.dtype}")
+
+
+def from_float32(image: np.ndarray, dtype) -> np.ndarray:
+    """float in [0, 1] -> ``dtype`` (uint8, uint16 with rounding and clipping, or float32 clipped)."""
+    dtype = np.dtype(dtype)
+    a = np.asarray(image, dtype=np.float32)
+    if dtype == np.uint8:
+        return np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if dtype == np.uint16:
+        return np.clip(a * 65535.0 + 0.5, 0, 65535).astype(np.uint16)
+    if dtype.kind == "f":
+        return np.clip(a, 0, 1).astype(dtype)
+    raise ValueError(f"target dtype must be uint8, uint16 or float, got {dtype}")
+
+
+def to_rgb(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, C) with C in 1..4 -> (H, W, 3): grey replicated, alpha dropped."""
+    a = np.asarray(pixels)
+    if a.ndim == 2:
+        a = a[..., None]
+    c = a.shape[2]
+    if c in (1, 2):
+        return np.repeat(a[..., :1], 3, axis=2)
+    if c in (3, 4):
+        return a[..., :3]
+    raise ValueError(f"image must have 1-4 channels, got shape {a.shape}")
+
+
+def split_alpha(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W, C) -> (colour part, alpha or None)."""
+    a = np.asarray(pixels)
+    if a.ndim == 2:
+        return a[..., None], None
+    if a.shape[2] in (2, 4):
+        return a[..., :-1], a[..., -1:]
+    return a, None
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma of float RGB (H, W, 3) -> (H, W) float32."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -1,0 +1,511 @@
+"""Image files in and out: the one place in sice that decodes and encodes.
+
+Everything else works on arrays. Reading applies the EXIF orientation and keeps the metadata
+(EXIF, ICC profile) and the bit depth, so that writing the enhanced pixels back ``like`` the
+source gives a file a photographer would accept: same size, orientation, bit depth, format and
+metadata.
+
+Decoders: Pillow for 8-bit files (JPEG, PNG, BMP, WebP, 8-bit TIFF), OpenCV for 16-bit PNG
+(Pillow reduces 16-bit colour PNG to 8 bits), tifffile for 16-bit and float TIFF.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageFile as PILImageFile
+
+from .errors import ImageReadError, ImageWriteError
+
+#: Formats sice reads and writes, by Pillow format name, with their file extensions.
+FORMATS: dict[str, tuple[str, ...]] = {
+    "JPEG": (".jpg", ".jpeg", ".jpe"),
+    "PNG": (".png",),
+    "TIFF": (".tif", ".tiff"),
+    "BMP": (".bmp",),
+    "WEBP": (".webp",),
+}
+EXTENSIONS: dict[str, str] = {ext: fmt for fmt, exts in FORMATS.items() for ext in exts}
+
+#: Default decompression-bomb guard: 200 megapixels (a 24 MP photo is far below; a crafted
+#: header claiming 100k x 100k is far above). Override with ``max_pixels=`` or $SICE_MAX_PIXELS.
+DEFAULT_MAX_PIXELS = 200_000_000
+
+_EXIF_ORIENTATION = 0x0112
+_TIFF_ICC_TAG = 34675
+
+# We do the pixel-limit check ourselves (with a message naming the file), so Pillow's own
+# warning/exception must not fire first; truncated files must fail, not decode half-grey.
+PILImage.MAX_IMAGE_PIXELS = None
+PILImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@dataclasses.dataclass
+class ImageFile:
+    """Decoded pixels plus what is needed to write a faithful output.
+
+    Attributes
+    ----------
+    pixels : (H, W, C) ndarray
+        C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA); uint8, uint16 or float32. EXIF
+        orientation already applied (the image is upright).
+    format : str
+        ``"JPEG"``, ``"PNG"``, ``"TIFF"``, ``"BMP"`` or ``"WEBP"``.
+    bit_depth : int
+        8, 16, or 32 (float).
+    exif : bytes or None
+        Raw EXIF block, orientation reset to 1 (upright), for writing.
+    icc : bytes or None
+        ICC profile.
+    path : Path or None
+        Where it was read from.
+    """
+
+    pixels: np.ndarray
+    format: str
+    bit_depth: int
+    exif: bytes | None = None
+    icc: bytes | None = None
+    path: Path | None = None
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.pixels.shape[2] in (2, 4)
+
+
+def max_pixels_default() -> int:
+    value = os.environ.get("SICE_MAX_PIXELS")
+    if value:
+        try:
+            return int(float(value))
+        except ValueError:
+            raise ValueError(f"SICE_MAX_PIXELS must be a number of pixels, got {value!r}") from None
+    return DEFAULT_MAX_PIXELS
+
+
+def format_for_path(path: os.PathLike | str) -> str | None:
+    """The format that a file extension names (``"JPEG"`` for ``x.JPG``), or None."""
+    return EXTENSIONS.get(Path(path).suffix.lower())
+
+
+def is_image_path(path: os.PathLike | str) -> bool:
+    return format_for_path(path) is not None
+
+
+def list_images(folder: os.PathLike | str, recursive: bool = False) -> list[Path]:
+    """Image files (by extension) in ``folder``, sorted naturally (``2.jpg`` before ``10.jpg``)."""
+    folder = Path(folder)
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    files = [p for p in it if is_image_path(p) and not p.name.startswith(".") and (p.is_file() or p.is_symlink())]
+    return sorted(files, key=natural_key)
+
+
+def natural_key(path: os.PathLike | str):
+    """Sort key that orders digit runs numerically: ``a2`` < ``a10``."""
+    import re
+
+    s = os.fspath(path)
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", s)]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> ImageFile:
+    """Decode an image file, upright, with its metadata.
+
+    Parameters
+    ----------
+    path : path-like
+        JPEG, PNG, TIFF, BMP or WebP file.
+    max_pixels : int, optional
+        Refuse images with more pixels than this (decompression bombs). Default
+        :data:`DEFAULT_MAX_PIXELS` or $SICE_MAX_PIXELS.
+
+    Returns
+    -------
+    ImageFile
+
+    Raises
+    ------
+    ImageReadError
+        Missing, not a file, unreadable, not an image, truncated, unsupported mode or format,
+        animated, or over the pixel limit. The message starts with the path.
+    """
+    path = Path(path)
+    limit = max_pixels_default() if max_pixels is None else int(max_pixels)
+    if not path.exists():
+        raise ImageReadError(path, "no such file" if not path.is_symlink() else "dangling symbolic link")
+    if path.is_dir():
+        raise ImageReadError(path, "is a folder, not an image file")
+    if not os.access(path, os.R_OK):
+        raise ImageReadError(path, "permission denied")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    try:
+        pil = PILImage.open(path)
+    except PILImage.UnidentifiedImageError:
+        raise ImageReadError(path, "not an image file, or a format sice cannot read") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot open: {exc.strerror or exc}") from None
+    with pil:
+        fmt = pil.format
+        if fmt == "MPO":  # multi-picture JPEG from some cameras: the first picture is the photo
+            fmt = "JPEG"
+        if fmt not in FORMATS:
+            raise ImageReadError(path, f"unsupported format {fmt} (supported: {', '.join(FORMATS)})")
+        w, h = pil.size
+        if w * h > limit:
+            raise ImageReadError(
+                path, f"{w}x{h} = {w * h / 1e6:.0f} megapixels exceeds the limit of {limit / 1e6:.0f} megapixels "
+                "(raise it with --max-pixels or SICE_MAX_PIXELS if the file is trusted)")
+        if w < 1 or h < 1:
+            raise ImageReadError(path, f"invalid size {w}x{h}")
+        if getattr(pil, "n_frames", 1) > 1 and fmt != "JPEG" and fmt != "TIFF":
+            raise ImageReadError(path, f"animated {fmt} ({pil.n_frames} frames) is not supported")
+        exif_obj = _read_exif(pil)
+        icc = pil.info.get("icc_profile") or None
+        try:
+            pixels, bit_depth = _decode(path, pil, fmt)
+        except ImageReadError:
+            raise
+        except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, KeyError) as exc:
+            reason = str(exc) or type(exc).__name__
+            if "truncated" in reason.lower() or isinstance(exc, (EOFError, struct.error)):
+                reason = f"truncated or corrupt {fmt} data ({reason})"
+            raise ImageReadError(path, f"cannot decode: {reason}") from None
+    orientation = 1
+    exif_bytes = None
+    if exif_obj is not None:
+        orientation = int(exif_obj.get(_EXIF_ORIENTATION, 1) or 1)
+        if orientation != 1:
+            exif_obj[_EXIF_ORIENTATION] = 1
+        try:
+            exif_bytes = exif_obj.tobytes() if len(exif_obj) else None
+        except Exception:  # corrupt EXIF must not cost the user the picture
+            exif_bytes = None
+    pixels = apply_orientation(pixels, orientation)
+    return ImageFile(np.ascontiguousarray(pixels), fmt, bit_depth, exif_bytes, icc, path)
+
+
+def _read_exif(pil: PILImage.Image):
+    try:
+        exif = pil.getexif()
+    except Exception:  # corrupt EXIF block: keep the picture, drop the metadata
+        warnings.warn(f"{getattr(pil, 'filename', 'image')}: unreadable EXIF ignored", stacklevel=3)
+        return None
+    return exif
+
+
+def _decode(path: Path, pil: PILImage.Image, fmt: str) -> tuple[np.ndarray, int]:
+    if fmt == "PNG" and _png_bit_depth(path) == 16:
+        return _decode_cv2_16(path), 16
+    if fmt == "TIFF":
+        decoded = _decode_tiff(path)
+        if decoded is not None:
+            return decoded
+    pil.load()
+    mode = pil.mode
+    if mode == "P" or mode == "PA":
+        mode_to = "RGBA" if ("transparency" in pil.info or mode == "PA") else "RGB"
+        im = pil.convert(mode_to)
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = pil.convert("RGB")
+    elif mode == "1":
+        im = pil.convert("L")
+    elif mode in ("L", "LA", "RGB", "RGBA"):
+        im = pil
+    elif mode == "RGBa":
+        im = pil.convert("RGBA")
+    elif mode == "La":
+        im = pil.convert("LA")
+    elif mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(pil, dtype=np.uint16)
+        return arr[..., None], 16
+    elif mode == "I":
+        arr = np.asarray(pil)
+        if arr.min() >= 0 and arr.max() <= 65535:
+            return arr.astype(np.uint16)[..., None], 16
+        raise ImageReadError(path, "32-bit integer images are not supported")
+    elif mode == "F":
+        return np.asarray(pil, dtype=np.float32)[..., None], 32
+    else:
+        raise ImageReadError(path, f"unsupported pixel mode {mode}")
+    arr = np.asarray(im)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return arr, 8
+
+
+def _png_bit_depth(path: Path) -> int:
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        return 8
+    return head[24]
+
+
+def _decode_cv2_16(path: Path) -> np.ndarray:
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if arr is None:
+        raise ImageReadError(path, "cannot decode: truncated or corrupt 16-bit PNG")
+    if arr.ndim == 2:
+        return arr[..., None]
+    if arr.shape[2] == 3:
+        return arr[..., ::-1]
+    if arr.shape[2] == 4:
+        return arr[..., [2, 1, 0, 3]]
+    return arr
+
+
+def _decode_tiff(path: Path) -> tuple[np.ndarray, int] | None:
+    """16-bit and float TIFFs via tifffile; None lets Pillow take ordinary 8-bit ones."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            dtype = np.dtype(page.dtype) if page.dtype is not None else None
+            photometric = page.photometric
+            if dtype is None or dtype == np.uint8 or photometric not in (
+                    tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
+                return None
+            arr = page.asarray()
+    except (tifffile.TiffFileError, ValueError, IndexError, KeyError) as exc:
+        raise ImageReadError(path, f"cannot decode: corrupt TIFF ({exc})") from None
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ImageReadError(path, f"unsupported TIFF layout {arr.shape}")
+    if dtype == np.uint16:
+        return arr, 16
+    if dtype.kind == "f":
+        return arr.astype(np.float32), 32
+    raise ImageReadError(path, f"unsupported TIFF sample type {dtype}")
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip ``pixels`` so that an image with EXIF ``orientation`` (1-8) is upright."""
+    ops = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1, :],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.swapaxes(a, 0, 1)[::-1, :],
+    }
+    return ops.get(orientation, ops[1])(pixels)
+
+
+def read_rgb(path: os.PathLike | str, *, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image as (H, W, 3) float32 RGB in [0, 1] (grey replicated, alpha dropped)."""
+    from .imageops import to_float32, to_rgb
+
+    return to_float32(to_rgb(read_image(path, max_pixels=max_pixels).pixels))
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+def write_image(path: os.PathLike | str, pixels: np.ndarray, *, like: ImageFile | None = None,
+                format: str | None = None, quality: int = 95, exif: bytes | None = None,
+                icc: bytes | None = None, overwrite: bool = True) -> Path:
+    """Encode ``pixels`` to ``path`` atomically (temp file in the same folder, then rename).
+
+    Parameters
+    ----------
+    path : path-like
+        Output file; its extension picks the format unless ``format`` is given.
+    pixels : (H, W[, C]) ndarray
+        uint8, uint16, or float in [0, 1] (written as 8 bit, or as float32 for TIFF). C = 1-4.
+    like : ImageFile, optional
+        Source image whose EXIF and ICC profile are copied (unless ``exif``/``icc`` are given).
+    quality : int
+        JPEG/WebP quality 1-100.
+    overwrite : bool
+        If False, an existing ``path`` raises :class:`ImageWriteError`.
+
+    Notes
+    -----
+    16-bit pixels stay 16-bit in PNG and TIFF; JPEG, BMP and WebP are 8-bit formats, so 16-bit
+    pixels are rounded to 8 bits there. Float pixels are kept as float32 in TIFF only.
+    """
+    path = Path(path)
+    fmt = (format or format_for_path(path) or (like.format if like else None) or "").upper()
+    if fmt == "JPG":
+        fmt = "JPEG"
+    if fmt not in FORMATS:
+        raise ImageWriteError(path, f"cannot tell the output format from the extension {path.suffix!r} "
+                                    f"(use one of {', '.join(sorted(EXTENSIONS))})")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ImageWriteError(path, f"output folder {folder} does not exist")
+    if path.is_dir():
+        raise ImageWriteError(path, "is a folder")
+    if path.exists() and not overwrite:
+        raise ImageWriteError(path, "exists already (refusing to overwrite)")
+    if like is not None:
+        exif = like.exif if exif is None else exif
+        icc = like.icc if icc is None else icc
+    arr = np.asarray(pixels)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"pixels must be (H, W) or (H, W, 1..4), got shape {arr.shape}")
+    arr = _to_storable(arr, fmt)
+    data = _encode(arr, fmt, quality=int(quality), exif=exif, icc=icc)
+    atomic_write_bytes(path, data)
+    return path
+
+
+def _to_storable(arr: np.ndarray, fmt: str) -> np.ndarray:
+    from .imageops import from_float32
+
+    if arr.dtype.kind == "f":
+        if fmt == "TIFF":
+            return arr.astype(np.float32)
+        return from_float32(arr, np.uint8)
+    if arr.dtype == np.uint16 and fmt not in ("PNG", "TIFF"):
+        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"pixels must be uint8, uint16 or float, got {arr.dtype}")
+    if fmt in ("BMP", "JPEG", "WEBP") and arr.shape[2] == 2:
+        arr = arr[..., :1]  # these formats cannot store grey + alpha
+    if fmt == "JPEG" and arr.shape[2] == 4:
+        arr = arr[..., :3]  # JPEG has no alpha
+    return arr
+
+
+def _encode(arr: np.ndarray, fmt: str, *, quality: int, exif: bytes | None, icc: bytes | None) -> bytes:
+    import io as _io
+
+    if arr.dtype == np.uint16 and fmt == "PNG":
+        return _encode_png16(arr, exif=exif, icc=icc)
+    if fmt == "TIFF" and arr.dtype != np.uint8:
+        return _encode_tiff(arr, icc=icc)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    im = PILImage.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, mode=mode)
+    params: dict = {}
+    if icc:
+        params["icc_profile"] = icc
+    if exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+        params["exif"] = exif
+    if fmt == "JPEG":
+        # 4:4:4 chroma at high quality: enhancement brightens shadows, where 4:2:0 colour
+        # bleeding becomes visible.
+        params.update(quality=quality, subsampling=0 if quality >= 90 else 2, optimize=False)
+    elif fmt == "WEBP":
+        params.update(quality=quality, method=4)
+    elif fmt == "PNG":
+        params.update(compress_level=6)
+    elif fmt == "TIFF":
+        params.update(compression="tiff_deflate")
+    buf = _io.BytesIO()
+    im.save(buf, format=fmt, **params)
+    return buf.getvalue()
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _encode_png16(arr: np.ndarray, *, exif: bytes | None, icc: bytes | None) -> bytes:
+    """16-bit PNG through OpenCV, with iCCP/eXIf chunks spliced in after IHDR.
+
+    Written by hand because neither Pillow (no 16-bit colour PNG output) nor OpenCV (no
+    metadata) can write a 16-bit colour PNG with its ICC profile and EXIF.
+    """
+    import cv2
+
+    if arr.shape[2] == 3:
+        bgr = arr[..., ::-1]
+    elif arr.shape[2] == 4:
+        bgr = arr[..., [2, 1, 0, 3]]
+    elif arr.shape[2] == 2:
+        # OpenCV cannot write grey+alpha: expand to RGBA (alpha kept exactly).
+        bgr = np.concatenate([arr[..., :1]] * 3 + [arr[..., 1:]], axis=2)
+    else:
+        bgr = arr[..., 0]
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise ValueError("OpenCV could not encode the 16-bit PNG")
+    data = buf.tobytes()
+    extra = b""
+    if icc:
+        extra += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc))
+    if exif:
+        body = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
+        extra += _png_chunk(b"eXIf", body)
+    if extra:
+        ihdr_end = 8 + 8 + 13 + 4
+        data = data[:ihdr_end] + extra + data[ihdr_end:]
+    return data
+
+
+def _encode_tiff(arr: np.ndarray, *, icc: bytes | None) -> bytes:
+    import io as _io
+
+    import tifffile
+
+    photometric = "rgb" if arr.shape[2] in (3, 4) else "minisblack"
+    extratags = [(_TIFF_ICC_TAG, "B", len(icc), icc, True)] if icc else []
+    extrasamples = ("unassalpha",) if arr.shape[2] in (2, 4) else None
+    buf = _io.BytesIO()
+    tifffile.imwrite(buf, arr[..., 0] if arr.shape[2] == 1 else arr, photometric=photometric,
+                     compression="zlib", extratags=extratags, extrasamples=extrasamples)
+    return buf.getvalue()
+
+
+def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either the old file or the complete new one.
+
+    The bytes go to a hidden temp file in the same folder (same file system, so the rename is
+    atomic), are fsynced, then renamed over ``path``. Any failure removes the temp file.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise ImageWriteError(path, f"cannot write in {folder}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise ImageWriteError(path, f"cannot write: {exc.strerror or exc}") from None
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(p: str) -> None:
+    try:
+        os.unlink(p)
+    except OSError:
+        pass

@@ -1,0 +1,158 @@
+"""``gaingrid``: sice's own default enhancer, built for 20+ MP photos on a laptop CPU.
+
+A small network looks at a 256x256 thumbnail of the whole photo and predicts a *bilateral grid of
+per-channel log2 gains*: a coarse 16x16 spatial grid whose cells each hold a tone curve sampled
+at 8 intensity levels, for each of R, G and B. The grid is sliced at the photo's own resolution
+with an intensity guide, so gains follow edges (no halos across a bright window frame) and the
+network's cost does not grow with the photo's size.
+
+Why gains, in log2: one model must brighten under-exposed and darken over-exposed inputs
+(the paper needed two models); a log gain is symmetric in both directions, exactly 0 at
+initialisation (identity), and multiplying the input keeps its texture and noise floor (the
+network never has to re-synthesise detail, unlike the original Models 1/2). Model 3 of the
+original release (per-pixel gains) points the same way; the grid and slicing follow HDRNet
+(Gharbi et al., SIGGRAPH 2017) with affine matrices replaced by gains, and Zero-DCE++'s
+observation that exposure correction can be predicted from a down-scaled input.
+
+References
+----------
+.. [1] M. Gharbi, J. Chen, J. T. Barron, S. W. Hasinoff, F. Durand, "Deep Bilateral Learning for
+   Real-Time Image Enhancement", ACM TOG 36(4), 2017.
+.. [2] C. Li, C. Guo, C. C. Loy, "Learning to Enhance Low-Light Image via Zero-Reference Deep
+   Curve Estimation" (Zero-DCE++), TPAMI 2021.
+.. [3] J. Cai, S. Gu, L. Zhang, "Learning a Deep Single Image Contrast Enhancer from
+   Multi-Exposure Images", TIP 27(4), 2018.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._registry import ModelConfig, register_model
+
+THUMB = 256  # side of the square thumbnail the grid network sees
+MAX_STOPS = 4.0  # gains are bounded to 2**[-4, 4]: enough for -4 EV .. +4 EV inputs
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+
+
+class GainGrid(nn.Module):
+    """Bilateral grid of per-channel log2 gains predicted from a thumbnail.
+
+    Parameters
+    ----------
+    grid_size : int
+        Spatial cells of the grid per side (the thumbnail is reduced by 256 / grid_size).
+    bins : int
+        Intensity levels per cell (the tone curve's knots).
+    width : int
+        Feature channels.
+    work_size : int
+        Long side at which :meth:`gain_field` is evaluated when enhancing a large photo; the
+        gains are then upsampled bilinearly (they are smooth) and applied at full resolution.
+
+    Notes
+    -----
+    ``forward(x)`` maps (B, 3, H, W) RGB in [0, 1] to the enhanced image, for training at any
+    size. Inference on photos uses :meth:`grid` on a thumbnail and :meth:`slice` at the working
+    resolution (what :mod:`sice.enhancement` and the ONNX export do).
+    """
+
+    def __init__(self, grid_size: int = 16, bins: int = 8, width: int = 64, work_size: int = 1024):
+        super().__init__()
+        if THUMB % grid_size or (THUMB // grid_size) & (THUMB // grid_size - 1):
+            raise ValueError(f"grid_size must divide {THUMB} by a power of two, got {grid_size}")
+        self.grid_size, self.bins, self.width, self.work_size = grid_size, bins, width, work_size
+        n_down = (THUMB // grid_size).bit_length() - 1
+        chans = [3] + [min(width, 16 * 2 ** i) for i in range(n_down)]
+        chans[-1] = width
+        self.splat = nn.Sequential(*[m for i in range(n_down)
+                                     for m in (_conv(chans[i], chans[i + 1], 2), nn.ReLU(inplace=True))])
+        self.local = nn.Sequential(_conv(width, width), nn.ReLU(inplace=True), _conv(width, width))
+        self.global_conv = nn.Sequential(_conv(width, width, 2), nn.ReLU(inplace=True),
+                                         _conv(width, width, 2), nn.ReLU(inplace=True))
+        g = grid_size // 4
+        self.global_fc = nn.Sequential(nn.Flatten(), nn.Linear(width * g * g, 256), nn.ReLU(inplace=True),
+                                       nn.Linear(256, 128), nn.ReLU(inplace=True), nn.Linear(128, width))
+        self.to_grid = nn.Conv2d(width, 3 * bins, 1)
+        # Guide: a learned mix of sqrt-RGB (sqrt spreads the dark tones that under-exposed
+        # photos are made of over more intensity bins), initialised to Rec. 601 luma.
+        self.guide_weight = nn.Parameter(torch.tensor([0.299, 0.587, 0.114]))
+        self.guide_bias = nn.Parameter(torch.zeros(1))
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        nn.init.zeros_(self.to_grid.weight)  # identity at start: every gain is 2**0
+
+    # -- pieces --------------------------------------------------------------------------------
+    def grid(self, thumb: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 256, 256) thumbnail -> (B, 3, bins, G, G) log2 gains."""
+        f = self.splat(thumb)
+        glob = self.global_fc(self.global_conv(f))
+        fused = F.relu(self.local(f) + glob[:, :, None, None])
+        z = self.to_grid(fused)
+        b, _, gh, gw = z.shape
+        return (MAX_STOPS * torch.tanh(z / MAX_STOPS)).view(b, 3, self.bins, gh, gw)
+
+    def guide(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 1, H, W) intensity guide in [0, 1]."""
+        g = (x.clamp(0, 1).sqrt() * self.guide_weight.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        return (g + self.guide_bias).clamp(0, 1)
+
+    def slice(self, grid: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Trilinear slicing of ``grid`` at ``x``'s pixels -> (B, 3, H, W) log2 gains.
+
+        Written as bilinear upsampling of each intensity level followed by hat weights over
+        levels, which equals trilinear interpolation and exports to ONNX with plain ops.
+        """
+        h, w = x.shape[-2:]
+        pos = self.guide(x) * (self.bins - 1)  # (B, 1, H, W) in [0, bins-1]
+        out = None
+        for d in range(self.bins):
+            level = F.interpolate(grid[:, :, d], size=(h, w), mode="bilinear", align_corners=False)
+            weight = F.relu(1.0 - (pos - d).abs())
+            term = level * weight
+            out = term if out is None else out + term
+        return out
+
+    @staticmethod
+    def thumbnail(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=(THUMB, THUMB), mode="area") if x.shape[-2:] != (THUMB, THUMB) else x
+
+    def gain_field(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 3, H, W) log2 gains for ``x`` (thumbnail taken from ``x``)."""
+        return self.slice(self.grid(self.thumbnail(x)), x)
+
+    def log_gain(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
+        """Inference entry shared by the torch and ONNX paths: the caller makes the thumbnail
+        (OpenCV INTER_AREA), so both backends see identical inputs."""
+        return self.slice(self.grid(thumb), work)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * torch.exp2(self.gain_field(x))).clamp(0, 1)
+
+
+class GainGridOnnx(nn.Module):
+    """Export wrapper: (thumbnail 1x3x256x256, working image 1x3xHxW) -> log2 gains 1x3xHxW."""
+
+    def __init__(self, model: GainGrid):
+        super().__init__()
+        self.model = model
+
+    def forward(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
+        return self.model.log_gain(thumb, work)
+
+
+@register_model(ModelConfig(
+    name="gaingrid",
+    description="sice's default: bilateral grid of per-channel gains from a 256-px thumbnail, "
+                "applied at full resolution (under- and over-exposure, any size, fast on CPU)",
+    fully_convolutional=False,
+    paper="this package; after HDRNet (Gharbi et al. 2017) and SICE Model 3 (Cai et al. 2018)",
+))
+def gaingrid(**kwargs) -> GainGrid:
+    return GainGrid(**kwargs)
