@@ -160,6 +160,11 @@ def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> Ima
     try:
         pil = PILImage.open(path)
     except PILImage.UnidentifiedImageError:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic in (b"II*\x00", b"MM\x00*"):
+            # float or multi-sample TIFFs that Pillow cannot open: tifffile can
+            return _read_tiff_only(path, limit)
         raise ImageReadError(path, "not an image file, or a format sice cannot read") from None
     except OSError as exc:
         raise ImageReadError(path, f"cannot open: {exc.strerror or exc}") from None
@@ -201,6 +206,24 @@ def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> Ima
             exif_bytes = None
     pixels = apply_orientation(pixels, orientation)
     return ImageFile(np.ascontiguousarray(pixels), fmt, bit_depth, exif_bytes, icc, path)
+
+
+def _read_tiff_only(path: Path, limit: int) -> ImageFile:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.pages[0].shape
+            icc_tag = tif.pages[0].tags.get(_TIFF_ICC_TAG)
+            icc = bytes(icc_tag.value) if icc_tag is not None else None
+    except Exception as exc:  # tifffile raises several types for corrupt files
+        raise ImageReadError(path, f"cannot decode: corrupt TIFF ({exc})") from None
+    if len(shape) >= 2 and shape[0] * shape[1] > limit:
+        raise ImageReadError(path, f"{shape[1]}x{shape[0]} exceeds the limit of {limit / 1e6:.0f} megapixels")
+    decoded = _decode_tiff(path)
+    if decoded is None:
+        raise ImageReadError(path, "unsupported TIFF variant")
+    return ImageFile(np.ascontiguousarray(decoded[0]), "TIFF", decoded[1], None, icc, path)
 
 
 def _read_exif(pil: PILImage.Image):

@@ -1,0 +1,204 @@
+"""sice.io: round trips, orientation, metadata, bit depth, and one-line errors for bad files."""
+from __future__ import annotations
+
+import io as _io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from sice import io as sio
+from sice.errors import ImageReadError, ImageWriteError
+
+
+def _pattern(h=24, w=36, c=3, dtype=np.uint8):
+    rng = np.random.default_rng(1)
+    hi = 255 if dtype == np.uint8 else 65535
+    return rng.integers(0, hi + 1, (h, w, c), dtype=np.int64).astype(dtype)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif", ".bmp"])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_lossless_round_trip_8bit(tmp_path, ext, channels):
+    if ext == ".bmp" and channels in (2, 4):
+        pytest.skip("BMP has no reliable alpha channel (Pillow reads 32-bit BMP as RGB)")
+    px = _pattern(c=channels)
+    p = sio.write_image(tmp_path / f"a{ext}", px)
+    back = sio.read_image(p)
+    assert back.bit_depth == 8
+    np.testing.assert_array_equal(back.pixels, px)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_lossless_round_trip_16bit(tmp_path, ext, channels):
+    px = _pattern(c=channels, dtype=np.uint16)
+    p = sio.write_image(tmp_path / f"a{ext}", px)
+    back = sio.read_image(p)
+    assert back.bit_depth == 16 and back.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(back.pixels, px)
+
+
+def test_float_tiff_round_trip(tmp_path):
+    px = np.random.default_rng(0).random((10, 12, 3)).astype(np.float32) * 4  # HDR values kept
+    back = sio.read_image(sio.write_image(tmp_path / "f.tif", px))
+    assert back.bit_depth == 32
+    np.testing.assert_array_equal(back.pixels, px)
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".webp"])
+def test_lossy_round_trip_close(tmp_path, ext):
+    yy, xx = np.mgrid[0:32, 0:48]
+    px = np.stack([xx * 5, yy * 7, (xx + yy) * 3], -1).astype(np.uint8)
+    back = sio.read_image(sio.write_image(tmp_path / f"a{ext}", px, quality=98))
+    assert np.abs(back.pixels.astype(int) - px).mean() < 2.0
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_exif_orientation_applied_like_pillow(tmp_path, orientation, ext):
+    # Pillow's exif_transpose is the independent reference for what "upright" means.
+    px = np.zeros((20, 30, 3), np.uint8)
+    px[:5, :10] = (255, 0, 0)  # a red block in the top-left corner, asymmetric
+    px[15:, 25:] = (0, 0, 255)
+    im = Image.fromarray(px)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}{ext}"
+    im.save(path, exif=exif.tobytes(), **({"quality": 100} if ext == ".jpg" else {}))
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    got = sio.read_image(path)
+    assert got.pixels.shape == expected.shape
+    assert np.abs(got.pixels.astype(int) - expected).max() <= 2
+    # written back upright: the orientation tag must say 1
+    out = sio.write_image(tmp_path / f"out{ext}", got.pixels, like=got)
+    assert Image.open(out).getexif().get(0x0112, 1) == 1
+
+
+def test_exif_and_icc_kept_on_write(tmp_path):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"  # Make
+    exif[0x0110] = "Model X"
+    src = tmp_path / "src.jpg"
+    Image.fromarray(_pattern()).save(src, exif=exif.tobytes(), icc_profile=icc, quality=95)
+    image = sio.read_image(src)
+    assert image.icc == icc
+    for ext in (".jpg", ".png", ".webp", ".tif"):
+        out = sio.write_image(tmp_path / f"o{ext}", image.pixels, like=image)
+        with Image.open(out) as o:
+            assert o.info.get("icc_profile") == icc, ext
+            assert o.getexif().get(0x010F) == "TestCam", ext
+
+
+def test_icc_and_exif_kept_in_16bit_png(tmp_path):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    out = sio.write_image(tmp_path / "o.png", _pattern(dtype=np.uint16), icc=icc, exif=exif.tobytes())
+    back = sio.read_image(out)
+    assert back.bit_depth == 16 and back.icc == icc
+    with Image.open(out) as o:
+        assert o.getexif().get(0x010F) == "TestCam"
+
+
+def test_palette_and_cmyk_become_rgb(tmp_path):
+    pal = Image.fromarray(_pattern()).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    pal.save(tmp_path / "p.png")
+    got = sio.read_image(tmp_path / "p.png")
+    np.testing.assert_array_equal(got.pixels, np.asarray(pal.convert("RGB")))
+    cmyk = Image.fromarray(_pattern()).convert("CMYK")
+    cmyk.save(tmp_path / "c.jpg", quality=100)
+    got = sio.read_image(tmp_path / "c.jpg")
+    assert got.pixels.shape == (24, 36, 3)
+    ref = np.asarray(Image.open(tmp_path / "c.jpg").convert("RGB"))
+    np.testing.assert_array_equal(got.pixels, ref)
+
+
+# ---- bad input: one clear error naming the file ------------------------------------------------
+def _err(path, match, **kw):
+    with pytest.raises(ImageReadError, match=match) as info:
+        sio.read_image(path, **kw)
+    assert str(info.value).startswith(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_errors_name_the_file(tmp_path):
+    _err(tmp_path / "missing.jpg", "no such file")
+    (tmp_path / "dir.jpg").mkdir()
+    _err(tmp_path / "dir.jpg", "folder")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    _err(tmp_path / "empty.jpg", "empty")
+    (tmp_path / "text.jpg").write_text("hello, not an image")
+    _err(tmp_path / "text.jpg", "not an image")
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "dangling.png")
+    _err(tmp_path / "dangling.png", "dangling")
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".tif"])
+def test_truncated_file_is_an_error(tmp_path, ext):
+    yy, xx = np.mgrid[0:200, 0:300]
+    px = np.stack([xx % 256, yy % 256, (xx * yy) % 256], -1).astype(np.uint8)
+    full = sio.write_image(tmp_path / f"full{ext}", px)
+    data = full.read_bytes()
+    cut = tmp_path / f"cut{ext}"
+    cut.write_bytes(data[: len(data) // 2])
+    _err(cut, "truncated|corrupt|cannot decode")
+
+
+def test_pixel_limit(tmp_path, monkeypatch):
+    p = sio.write_image(tmp_path / "a.png", _pattern(h=100, w=100))
+    _err(p, "exceeds the limit", max_pixels=9999)
+    monkeypatch.setenv("SICE_MAX_PIXELS", "5000")
+    _err(p, "exceeds the limit")
+    assert sio.read_image(p, max_pixels=10000).pixels.shape == (100, 100, 3)
+
+
+def test_bomb_header_refused_before_decoding(tmp_path):
+    # a PNG header that claims 100000 x 100000 pixels, with no data behind it
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    (tmp_path / "bomb.png").write_bytes(data)
+    _err(tmp_path / "bomb.png", "megapixels exceeds the limit")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    with pytest.raises(ImageWriteError, match="does not exist"):
+        sio.write_image(tmp_path / "nope" / "a.png", _pattern())
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that can write anywhere (root): cannot make a read-only folder")
+        with pytest.raises(ImageWriteError, match="cannot write"):
+            sio.write_image(ro / "a.png", _pattern())
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o700)
+
+
+def test_write_replaces_atomically_and_refuses_overwrite_when_asked(tmp_path):
+    p = sio.write_image(tmp_path / "a.png", _pattern())
+    with pytest.raises(ImageWriteError, match="exists"):
+        sio.write_image(p, _pattern(), overwrite=False)
+    sio.write_image(p, np.zeros((5, 5, 3), np.uint8))
+    assert sio.read_image(p).pixels.shape == (5, 5, 3)
+    assert [f.name for f in tmp_path.iterdir()] == ["a.png"]  # no temp files left
+
+
+def test_list_images_natural_order(tmp_path):
+    for n in ("10.jpg", "2.JPG", "1.png", "notes.txt", ".hidden.jpg"):
+        (tmp_path / n).write_bytes(b"x")
+    assert [p.name for p in sio.list_images(tmp_path)] == ["1.png", "2.JPG", "10.jpg"]
