@@ -25,7 +25,8 @@ CANDIDATES_DIR = "candidates"
 
 @dataclass(frozen=True)
 class ScreeningScene:
-    """One scene to screen: candidates by name and source frames, all real paths inside the dataset."""
+    """One scene to screen: candidates by name and source frames, as listed (symlinks not resolved;
+    each was inside the dataset when listed, and the server checks again before serving)."""
 
     name: str
     candidates: dict[str, Path]             # candidate name (file stem) -> file
@@ -49,11 +50,10 @@ def _listed_inside(folder: Path, root: Path, what: str) -> list[Path]:
         return []
     out = []
     for path in list_images(folder):
-        real = inside(path, root)
-        if real is None:
+        if inside(path, root) is None:
             warnings.warn(f"{path}: not served ({what} is not a file inside {root})", stacklevel=3)
         else:
-            out.append(real)
+            out.append(path)  # the listed name (a symlink's own name), checked again when served
     return out
 
 

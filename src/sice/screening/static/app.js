@@ -6,7 +6,9 @@ const $ = (id) => document.getElementById(id);
 const state = {
   rater: null,
   scenes: [],        // [{name, voted}]
-  index: 0,          // position in scenes
+  index: 0,          // position in scenes of the scene shown
+  wanted: 0,         // position of the scene being loaded (keys can run ahead of the network)
+  loads: 0,          // counter: only the latest scene request may update the page
   scene: null,       // /api/scenes/{scene} answer
   current: 0,        // index into scene.candidates: the one Enter votes for
   other: 1,          // the one it is compared with (side by side, flip)
@@ -57,7 +59,8 @@ async function login(name) {
     return;
   }
   await showScene(list.resume);
-  if (list.done > 0) setStatus("Welcome back: resuming at the first scene you have not rated.", "info");
+  if (list.done === list.total) setStatus("Welcome back: all scenes are rated; you can still change any vote.", "ok");
+  else if (list.done > 0) setStatus("Welcome back: resuming at the first scene you have not rated.", "info");
 }
 
 function logout() {
@@ -83,8 +86,11 @@ function updateSceneMarks() {
 
 async function showScene(index) {
   index = Math.max(0, Math.min(state.scenes.length - 1, index));
+  state.wanted = index;
+  const load = ++state.loads;
   const name = state.scenes[index].name;
   const scene = await api(sceneUrl(name) + "?rater=" + encodeURIComponent(state.rater));
+  if (load !== state.loads) return;  // a later navigation superseded this one
   state.index = index;
   state.scene = scene;
   const voted = scene.candidates.findIndex((c) => scene.vote.candidate === c.id);
@@ -269,7 +275,7 @@ function closeOverlay() {
 async function vote(candidateId) {
   if (state.busy || !state.scene) return;
   state.busy = true;
-  const scene = state.scene;
+  const scene = state.scene, index = state.index;
   const label = candidateId === null ? "none acceptable"
                                      : scene.candidates.find((c) => c.id === candidateId).label;
   setStatus("Saving…", "info");
@@ -281,21 +287,27 @@ async function vote(candidateId) {
     });
     // Only now, after the server committed it, is the vote shown as saved.
     scene.vote = {voted: true, candidate: saved.candidate};
-    state.scenes[state.index].voted = true;
+    state.scenes[index].voted = true;
     setStatus("Saved: " + label + " for scene " + scene.name + " (" + saved.done + " of " + saved.total + " rated)", "ok");
     updateSceneMarks();
-    if (state.index + 1 < state.scenes.length) {
-      await showScene(state.index + 1);
-    } else {
-      render();
-      if (saved.done === saved.total) setStatus("All " + saved.total + " scenes rated. Thank you! " +
-                                                "You can still go back and change any vote.", "ok");
+    if (state.wanted === index) {  // unless the rater moved on while the vote was being saved
+      if (index + 1 < state.scenes.length) {
+        await showScene(index + 1);
+      } else {
+        render();
+        if (saved.done === saved.total) setStatus("All " + saved.total + " scenes rated. Thank you! " +
+                                                  "You can still go back and change any vote.", "ok");
+      }
     }
   } catch (error) {
     setStatus("NOT saved: " + error.message, "error");
   } finally {
     state.busy = false;
   }
+}
+
+function go(step) {
+  return showScene(state.wanted + step);
 }
 
 function nextUnrated() {
@@ -328,8 +340,8 @@ function onKey(event) {
     " ": swap,
     "z": () => { state.zoom.frozen = !state.zoom.frozen; renderZoom(); },
     "r": () => showFrame(state.frame + 1),
-    "ArrowRight": () => showScene(state.index + 1), "n": () => showScene(state.index + 1),
-    "ArrowLeft": () => showScene(state.index - 1), "p": () => showScene(state.index - 1),
+    "ArrowRight": () => go(1), "n": () => go(1),
+    "ArrowLeft": () => go(-1), "p": () => go(-1),
     "u": nextUnrated,
   };
   for (let d = 1; d <= 9; d++) actions[String(d)] = () => choose(d - 1);
@@ -352,8 +364,8 @@ document.addEventListener("DOMContentLoaded", () => {
     }));
   });
   $("change-rater").addEventListener("click", logout);
-  $("prev").addEventListener("click", () => report(showScene(state.index - 1)));
-  $("next").addEventListener("click", () => report(showScene(state.index + 1)));
+  $("prev").addEventListener("click", () => report(go(-1)));
+  $("next").addEventListener("click", () => report(go(1)));
   $("scene-select").addEventListener("change", (e) => {
     e.target.blur();
     report(showScene(Number(e.target.value)));

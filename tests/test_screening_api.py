@@ -1,0 +1,321 @@
+"""The screening web app over HTTP: blind candidates, votes, resume, and the security edges."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import synthetic_scene
+
+from sice.io import write_image
+from sice.screening.store import VoteStore
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette's notice that TestClient will move to httpx2
+    from fastapi.testclient import TestClient
+
+from sice.cli.screen import command as screen_command
+from sice.cli.screen import is_loopback
+from sice.screening.app import create_app
+
+# Distinctive generator names: if any of them shows up in a response, the screening is not blind.
+GENERATORS = ["mertens_zqx", "drago_zqx", "enfuse_zqx", "reinhard_zqx"]
+XSS_SCENE = "<img src=x onerror=window.__xss=1>"
+SCENES = ["1", "2", XSS_SCENE]
+
+
+def make_dataset(root: Path, scenes=SCENES, generators=GENERATORS, frames: int = 3, size=(60, 80)) -> Path:
+    """A tiny dataset in the build-dataset layout: frames, labels, candidates (8-bit PNG/JPEG)."""
+    base = synthetic_scene(*size)
+    for s, scene in enumerate(scenes):
+        (root / "candidates" / scene).mkdir(parents=True)
+        (root / scene).mkdir()
+        for g, gen in enumerate(generators):
+            write_image(root / "candidates" / scene / f"{gen}.png", base ** (0.5 + 0.4 * g) * (0.9 + 0.03 * s))
+        for k in range(frames):
+            write_image(root / scene / f"{k + 1}.JPG", np.clip(base * 2.0 ** (k - 1), 0, 1))
+    (root / "Label").mkdir()
+    return root
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return make_dataset(tmp_path / "ds")
+
+
+@pytest.fixture
+def client(dataset):
+    return TestClient(create_app(dataset), base_url="http://127.0.0.1")
+
+
+def scene_url(scene: str) -> str:
+    return "/api/scenes/" + quote(scene, safe="")
+
+
+def detail(client, scene, rater="Ann"):
+    r = client.get(scene_url(scene), params={"rater": rater})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_page_and_scene_list(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "Keyboard shortcuts" in page.text and "<kbd>Enter</kbd>" in page.text  # shortcuts documented
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    for static in ["/static/app.js", "/static/style.css"]:
+        assert client.get(static).status_code == 200
+    r = client.get("/api/scenes", params={"rater": "  Ann "}).json()
+    assert r["rater"] == "Ann" and r["total"] == 3 and r["done"] == 0 and r["resume"] == 0
+    assert [s["name"] for s in r["scenes"]] == SCENES
+
+
+def test_candidates_are_blind_and_shuffled_per_rater(client, dataset):
+    d = detail(client, "1")
+    assert [c["label"] for c in d["candidates"]] == ["A", "B", "C", "D"]
+    assert d["index"] == 0 and d["total"] == 3 and d["vote"] == {"voted": False, "candidate": None}
+    assert [f["label"] for f in d["frames"]] == ["1.JPG", "2.JPG", "3.JPG"]
+    assert detail(client, "1") == d  # the same order every time
+    # The ids are the store's keyed hashes of the real names: map back to check the images.
+    store = VoteStore(dataset / "screening.sqlite")
+    name_of = {store.opaque_id("1", g): g for g in GENERATORS}
+    assert sorted(name_of[c["id"]] for c in d["candidates"]) == sorted(GENERATORS)
+    for c in d["candidates"]:
+        r = client.get(f"/api/scenes/1/candidates/{c['id']}")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert r.content == (dataset / "candidates" / "1" / f"{name_of[c['id']]}.png").read_bytes()
+        assert "content-disposition" not in r.headers
+    orders = {tuple(c["id"] for c in detail(client, "1", rater)["candidates"]) for rater in "BCDEFG"}
+    assert len(orders) > 1  # 4! = 24 orders: seven raters all alike would not be a shuffle
+    # Nothing the browser receives names a generator: page, JSON, URLs, headers.
+    texts = [client.get("/").text, client.get("/static/app.js").text]
+    for scene in SCENES:
+        r = client.get(scene_url(scene), params={"rater": "Ann"})
+        texts += [r.text, str(r.headers)]
+        for c in r.json()["candidates"]:
+            texts.append(str(client.get(f"{scene_url(scene)}/candidates/{c['id']}").headers))
+    texts.append(client.post("/api/votes", json={"rater": "Ann", "scene": "1", "candidate": d["candidates"][0]["id"]}).text)
+    for gen in GENERATORS:
+        assert all(gen.split("_")[0] not in t for t in texts), gen
+
+
+def test_frames_are_served_by_index(client, dataset):
+    r = client.get("/api/scenes/2/frames/1")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert r.content == (dataset / "2" / "2.JPG").read_bytes()
+    assert client.get("/api/scenes/2/frames/3").status_code == 404
+    assert client.get("/api/scenes/2/frames/-1").status_code == 404
+
+
+def test_tiff_frames_are_converted_for_the_browser(tmp_path):
+    ds = make_dataset(tmp_path / "ds", scenes=["1"], frames=0)
+    pixels = (synthetic_scene(20, 30) * 65535).astype(np.uint16)
+    write_image(ds / "1" / "1.tif", pixels)
+    r = TestClient(create_app(ds), base_url="http://127.0.0.1").get("/api/scenes/1/frames/0")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.content.startswith(b"\x89PNG")
+
+
+def test_vote_change_vote_resume(client, dataset):
+    ids = [c["id"] for c in detail(client, "1")["candidates"]]
+    r = client.post("/api/votes", json={"rater": "Ann", "scene": "1", "candidate": ids[2]})
+    assert r.status_code == 200 and r.json()["done"] == 1 and r.json()["total"] == 3
+    assert detail(client, "1")["vote"] == {"voted": True, "candidate": ids[2]}
+    assert client.get("/api/scenes", params={"rater": "Ann"}).json()["resume"] == 1
+    # change the vote, then "none acceptable" on scene 2
+    assert client.post("/api/votes", json={"rater": "Ann", "scene": "1", "candidate": ids[0]}).status_code == 200
+    assert client.post("/api/votes", json={"rater": "Ann", "scene": "2", "candidate": None}).status_code == 200
+    assert detail(client, "1")["vote"]["candidate"] == ids[0]
+    assert detail(client, "2")["vote"] == {"voted": True, "candidate": None}
+    listing = client.get("/api/scenes", params={"rater": "Ann"}).json()
+    assert listing["resume"] == 2 and listing["done"] == 2
+    assert [s["voted"] for s in listing["scenes"]] == [True, True, False]
+    # another rater sees nothing of Ann's
+    assert client.get("/api/scenes", params={"rater": "Ben"}).json()["done"] == 0
+    store = VoteStore(dataset / "screening.sqlite")
+    first = next(g for g in GENERATORS if store.opaque_id("1", g) == ids[0])
+    assert store.latest_votes() == {("Ann", "1"): first, ("Ann", "2"): None}
+    assert len(store.history()) == 3
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"rater": "Ann", "scene": "nope", "candidate": None}, 404),
+    ({"rater": "Ann", "scene": "1", "candidate": "0123456789abcdef"}, 404),
+    ({"rater": "", "scene": "1", "candidate": None}, 422),
+    ({"rater": "   ", "scene": "1", "candidate": None}, 400),
+    ({"rater": "a\x07", "scene": "1", "candidate": None}, 400),
+    ({"rater": "Ann", "scene": "1", "candidate": "mertens_zqx"}, 404),  # a name is not an id
+    ({"rater": "Ann", "scene": "1"}, 422),
+])
+def test_bad_votes_are_refused_and_not_stored(client, dataset, body, status):
+    assert client.post("/api/votes", json=body).status_code == status
+    assert VoteStore(dataset / "screening.sqlite").history() == []
+
+
+def test_request_size_and_content_type_limits(client, dataset):
+    big = '{"rater": "Ann", "scene": "1", "candidate": null, "pad": "' + "x" * 10_000 + '"}'
+    assert client.post("/api/votes", content=big, headers={"content-type": "application/json"}).status_code == 413
+    # A cross-site form can send text/plain without a CORS preflight: it must not vote.
+    ok = '{"rater": "Ann", "scene": "1", "candidate": null}'
+    assert client.post("/api/votes", content=ok, headers={"content-type": "text/plain"}).status_code == 422
+    assert client.get("/api/scenes", params={"rater": "x" * 300}).status_code == 422
+    assert VoteStore(dataset / "screening.sqlite").history() == []
+
+
+@pytest.mark.parametrize("path", [
+    "/api/scenes/..%2F..%2F..%2Fetc%2Fpasswd",
+    "/api/scenes/..%2F1/frames/0",
+    "/api/scenes/%2Fetc%2Fpasswd/frames/0",
+    "/api/scenes/..%2Fcandidates%2F1/frames/0",
+    "/api/scenes/1/frames/..%2F..%2F..%2Fetc%2Fpasswd",
+    "/api/scenes/1/candidates/..%2Fmertens_zqx.png",
+    "/api/scenes/1/candidates/%2Fetc%2Fpasswd",
+    "/api/scenes/Label/frames/0",
+    "/static/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+    "/static/%2Fetc%2Fpasswd",
+    "/static/../store.py",
+    "/static/..%2Fstore.py",
+    "//etc/passwd",
+    "/etc/passwd",
+    "/screening.sqlite",
+    "/candidates/1/mertens_zqx.png",
+])
+def test_traversal_and_absolute_paths_get_4xx(client, path):
+    r = client.get(path, params={"rater": "Ann"})
+    assert 400 <= r.status_code < 500, (path, r.status_code)
+    assert b"root:" not in r.content and b"sqlite" not in r.content.lower() and b"import" not in r.content
+
+
+def test_symlinks_out_of_the_dataset_are_never_served(tmp_path):
+    ds = make_dataset(tmp_path / "ds", scenes=["1"])
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    write_image(outside / "leak.png", synthetic_scene(8, 8))
+    (outside / "scene").mkdir()
+    write_image(outside / "scene" / "x.png", synthetic_scene(8, 8))
+    os.symlink(outside / "leak.png", ds / "candidates" / "1" / "leak_zqx.png")    # candidate out
+    os.symlink(outside / "leak.png", ds / "1" / "9.JPG")                          # frame out
+    os.symlink(outside / "scene", ds / "candidates" / "evil")                      # scene folder out
+    os.symlink(ds / "candidates" / "1" / "mertens_zqx.png", ds / "candidates" / "1" / "inside_zqx.png")
+    with pytest.warns(UserWarning, match="not served"):
+        app = create_app(ds)
+    client = TestClient(app, base_url="http://127.0.0.1")
+    assert [s["name"] for s in client.get("/api/scenes", params={"rater": "A"}).json()["scenes"]] == ["1"]
+    d = detail(client, "1")
+    assert len(d["candidates"]) == len(GENERATORS) + 1  # the symlink that stays inside is fine
+    assert len(d["frames"]) == 3
+    store = VoteStore(ds / "screening.sqlite")
+    assert client.get(f"/api/scenes/1/candidates/{store.opaque_id('1', 'leak_zqx')}").status_code == 404
+    # A served file swapped for a symlink out after startup is refused when served.
+    victim = ds / "candidates" / "1" / "drago_zqx.png"
+    victim.unlink()
+    os.symlink(outside / "leak.png", victim)
+    r = client.get(f"/api/scenes/1/candidates/{store.opaque_id('1', 'drago_zqx')}")
+    assert r.status_code == 403 and r.content != (outside / "leak.png").read_bytes()
+
+
+def test_host_header_must_be_loopback_unless_exposed(dataset):
+    app = create_app(dataset)
+    assert TestClient(app, base_url="http://127.0.0.1:8765").get("/api/health").status_code == 200
+    assert TestClient(app, base_url="http://localhost").get("/api/health").status_code == 200
+    # DNS rebinding: evil.example resolves to 127.0.0.1, but its Host header gives it away.
+    assert TestClient(app, base_url="http://evil.example").get("/api/health").status_code == 400
+    exposed = create_app(dataset, allowed_hosts=None)
+    assert TestClient(exposed, base_url="http://192.0.2.7").get("/api/health").status_code == 200
+
+
+def test_names_reach_the_page_only_as_json(client):
+    # The page itself is static: scene names never appear in HTML, only as JSON strings that the
+    # script puts into the DOM as text (the browser test checks that it is shown, not run).
+    assert "onerror" not in client.get("/").text
+    r = client.get("/api/scenes", params={"rater": "Ann"})
+    assert r.headers["content-type"] == "application/json"
+    assert XSS_SCENE in [s["name"] for s in r.json()["scenes"]]
+    assert detail(client, XSS_SCENE)["name"] == XSS_SCENE
+
+
+def test_cli_warns_when_not_on_loopback(dataset, monkeypatch):
+    import uvicorn
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    out = CliRunner().invoke(screen_command, [str(dataset), "--host", "0.0.0.0", "--port", "9999"])
+    assert out.exit_code == 0, out.output
+    assert "warning: listening on 0.0.0.0, not on loopback" in out.stderr
+    assert served["host"] == "0.0.0.0" and served["port"] == 9999
+    assert TestClient(served["app"], base_url="http://192.0.2.7").get("/api/health").status_code == 200
+    out = CliRunner().invoke(screen_command, [str(dataset)])
+    assert "warning" not in out.stderr and served["host"] == "127.0.0.1"
+    assert TestClient(served["app"], base_url="http://192.0.2.7").get("/api/health").status_code == 400
+    assert [is_loopback(h) for h in ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "0.0.0.0",
+                                     "192.168.1.2", "example.org"]] == [True] * 5 + [False] * 3
+
+
+def test_cli_on_a_folder_without_candidates_is_one_line_error(tmp_path):
+    out = CliRunner().invoke(screen_command, [str(tmp_path)])
+    assert out.exit_code == 1 and out.stderr.startswith(f"sice: error: {tmp_path}: no candidates/ folder")
+
+
+# ------------------------------------------------------------------- a real server process
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server_process(dataset: Path):
+    """``sice screen DATASET`` in a subprocess; yields its base URL once it answers."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "sice", "screen", str(dataset), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited: {proc.stdout.read().decode()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError("server did not start in 60 s")
+            time.sleep(0.1)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def test_acknowledged_vote_survives_kill_9(dataset):
+    with server_process(dataset) as (proc, url):
+        scene = httpx.get(url + "/api/scenes/1", params={"rater": "Ann"}).json()
+        acked = []
+        for i, c in enumerate(scene["candidates"][:3]):
+            r = httpx.post(url + "/api/votes", json={"rater": "Ann", "scene": "1", "candidate": c["id"]})
+            assert r.status_code == 200
+            acked.append(c["id"])
+        r = httpx.post(url + "/api/votes", json={"rater": "Ben", "scene": "2", "candidate": None})
+        assert r.status_code == 200
+        os.kill(proc.pid, signal.SIGKILL)  # no shutdown, no checkpoint: only what was committed
+        assert proc.wait() == -signal.SIGKILL
+    db = dataset / "screening.sqlite"
+    rows = sqlite3.connect(db).execute("SELECT rater, scene, candidate FROM votes ORDER BY id").fetchall()
+    store = VoteStore(db)
+    name_of = {store.opaque_id("1", g): g for g in GENERATORS}
+    assert rows == [("Ann", "1", name_of[i]) for i in acked] + [("Ben", "2", None)]
