@@ -1,0 +1,386 @@
+"""Run methods over a protocol's items, with a per-(method, image) cache and worker processes.
+
+The unit of work is one :class:`~sice.evaluation.protocols.EvalItem`: its input and reference
+are decoded once, every method that has no cached result runs on it, its output is rounded to
+8 bit (as if saved to a PNG: scores never depend on precision that a saved result would not
+have) and scored. Each result is cached in ``REPORT/cache/<method>/<size>/<item>.{png,json}``;
+a re-run with one more method only computes that method, and a re-run with nothing new reads
+JSON files only.
+
+Nothing fails the run: a missing label, a size mismatch, an unreadable file or a method that
+raises is recorded in the item's :class:`Record` (``status`` and ``error``) and in
+:attr:`EvalResult.problems`, and the report shows it.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from ..errors import SiceError
+from .baselines import BASELINES
+from .metrics import DEFAULT_METRICS, METRICS, compute_metrics
+from .protocols import PROTOCOLS, EvalItem, items_for, oriented
+
+__all__ = ["Record", "EvalResult", "evaluate", "method_names", "resolve_method", "CACHE_VERSION"]
+
+#: Bump when a baseline or the scoring changes so that old cached results are not reused.
+CACHE_VERSION = 1
+
+
+def method_names() -> list[str]:
+    """Names ``--methods`` accepts besides model names/checkpoint paths: the baselines."""
+    return list(BASELINES)
+
+
+def _slug(name: str) -> str:
+    """File-name-safe, unique folder name for a method (checkpoint paths get a short hash)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "method"
+    if safe != name:
+        safe = f"{safe[-40:]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def _signature(name: str) -> str:
+    """What the cached result of ``name`` depends on besides the input."""
+    if name in BASELINES:
+        return f"baseline:{name}:v{CACHE_VERSION}"
+    p = Path(name)
+    if p.is_file():
+        st = p.stat()
+        return f"file:{p.resolve()}:{st.st_size}:{st.st_mtime_ns}:v{CACHE_VERSION}"
+    return f"model:{name}:v{CACHE_VERSION}"
+
+
+_LOADED: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+
+
+def resolve_method(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """``name`` -> ``fn(rgb float32 [0, 1]) -> rgb``: a baseline, else a model by registry name
+    or checkpoint path through :class:`sice.enhancement.Enhancer` (loaded once per process).
+
+    Raises
+    ------
+    ModelError
+        Unknown model name or unreadable checkpoint.
+    """
+    if name in BASELINES:
+        return BASELINES[name]
+    if name not in _LOADED:
+        from ..enhancement import Enhancer
+
+        _LOADED[name] = Enhancer(name).enhance_rgb
+    return _LOADED[name]
+
+
+@dataclasses.dataclass
+class Record:
+    """The result of one method on one item (a row of the per-image table)."""
+
+    scene: str
+    index: int
+    count: int
+    level: int
+    frame: str
+    method: str
+    status: str  # "ok" or "failed"
+    error: str = ""
+    seconds: float = float("nan")
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    output: str = ""  # cached output PNG, relative to the report folder
+    item_id: str = ""
+
+
+@dataclasses.dataclass
+class EvalResult:
+    """Everything a report needs."""
+
+    dataset: str
+    protocol: str
+    methods: list[str]
+    metrics: list[str]
+    items: list[EvalItem]
+    records: list[Record]
+    problems: list[tuple[str, str]]  # (item or scene, reason)
+    out_dir: Path
+    seconds: float = 0.0
+    computed: int = 0  # (method, item) pairs run now (the rest came from the cache)
+
+
+# --------------------------------------------------------------------------------- one item
+
+def _size_tag(item: EvalItem) -> str:
+    return "native" if item.size is None else f"{item.size[0]}x{item.size[1]}"
+
+
+def _cache_paths(out_dir: Path, method: str, item: EvalItem) -> tuple[Path, Path]:
+    folder = out_dir / "cache" / _slug(method) / _size_tag(item)
+    return folder / f"{item.id}.png", folder / f"{item.id}.json"
+
+
+def _file_stamp(path: Path | None) -> list | None:
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return [str(path), None]
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def _load(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    from ..io import read_rgb
+
+    img = read_rgb(path)
+    if size is not None:
+        w, h = oriented(size, img.shape[1], img.shape[0])
+        if (img.shape[1], img.shape[0]) != (w, h):
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    return np.clip(img, 0.0, 1.0)
+
+
+def _quantise(img: np.ndarray) -> np.ndarray:
+    return (np.clip(np.asarray(img, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)).astype(np.float32) / 255.0
+
+
+def _evaluate_item(task: tuple) -> tuple[list[dict], list[tuple[str, str]], int]:
+    """Worker body: every method on one item. Returns (record dicts, problems, computed)."""
+    item, methods, metric_names, out_dir = task
+    from ..io import atomic_write_bytes, read_rgb, write_image
+
+    problems: list[tuple[str, str]] = []
+    stamps = {"input": _file_stamp(item.frame), "reference": _file_stamp(item.reference),
+              "metrics": sorted(metric_names)}
+    base = dict(scene=item.scene, index=item.index, count=item.count, level=item.level,
+                frame=str(item.frame), item_id=item.id)
+    records: list[dict] = []
+    todo: list[tuple[str, Path, Path, dict | None]] = []
+    for m in methods:
+        png, js = _cache_paths(out_dir, m, item)
+        cached = None
+        try:
+            cached = json.loads(js.read_text())
+        except (OSError, ValueError):
+            pass
+        if (cached and cached.get("signature") == _signature(m) and cached.get("stamps") == stamps
+                and png.is_file()):
+            records.append(cached["record"])
+        else:
+            todo.append((m, png, js, cached))
+    if not todo:
+        return records, problems, 0
+
+    # Decode once for all methods that need computing.
+    try:
+        original = _load(item.frame, item.size)
+    except (SiceError, OSError, ValueError) as exc:
+        reason = f"cannot read input: {exc}"
+        problems.append((item.id, reason))
+        for m, *_ in todo:
+            records.append(dict(base, method=m, status="failed", error=reason, metrics={}, output=""))
+        return records, problems, 0
+    reference = None
+    ref_problem = ""
+    if item.reference is None:
+        ref_problem = "no reference (missing label)"
+    else:
+        try:
+            reference = _load(item.reference, item.size)
+        except (SiceError, OSError, ValueError) as exc:
+            ref_problem = f"cannot read reference: {exc}"
+        else:
+            if reference.shape != original.shape:
+                ref_problem = (f"size mismatch: input {original.shape[1]}x{original.shape[0]}, "
+                               f"reference {reference.shape[1]}x{reference.shape[0]}")
+                reference = None
+    if ref_problem and any(METRICS[n].needs == "reference" for n in metric_names):
+        problems.append((item.id, ref_problem))
+    frames = None
+    if "mef-ssim" in metric_names:
+        try:
+            frames = [_load(p, item.size) for p in item.stack]
+            if any(f.shape != original.shape for f in frames):
+                frames = None
+        except (SiceError, OSError, ValueError):
+            frames = None
+
+    computed = 0
+    for m, png, js, cached in todo:
+        rec = dict(base, method=m, status="ok", error="", output=str(png.relative_to(out_dir)))
+        try:
+            if cached and cached.get("signature") == _signature(m) and png.is_file() \
+                    and cached.get("stamps", {}).get("input") == stamps["input"]:
+                # The output is still valid; only the metrics (or the reference) changed.
+                out = read_rgb(png)
+                rec["seconds"] = cached["record"].get("seconds", float("nan"))
+            else:
+                fn = resolve_method(m)
+                t0 = time.perf_counter()
+                out = np.asarray(fn(original))
+                rec["seconds"] = time.perf_counter() - t0
+                if out.shape != original.shape:
+                    raise ValueError(f"method returned shape {out.shape} for input {original.shape}")
+                if not np.all(np.isfinite(out)):
+                    raise ValueError("method returned non-finite values")
+                out = _quantise(out)
+                write_image(png, out)
+                computed += 1
+            scores = compute_metrics(out, metric_names, reference=reference, original=original, frames=frames)
+            if ref_problem:
+                scores = {k: (ref_problem if isinstance(v, str) and v.startswith("no reference") else v)
+                          for k, v in scores.items()}
+            rec["metrics"] = scores
+        except Exception as exc:  # noqa: BLE001 - a failing method must not stop the run
+            rec.update(status="failed", error=f"{type(exc).__name__}: {exc}", metrics={}, output="")
+            problems.append((f"{item.id} [{m}]", rec["error"]))
+            records.append(rec)
+            continue
+        records.append(rec)
+        # Only complete results are cached (a failure is retried next time).
+        if not ref_problem or item.reference is None:
+            payload = {"signature": _signature(m), "stamps": stamps, "record": rec}
+            atomic_write_bytes(js, json.dumps(payload, default=_json_default).encode())
+    return records, problems, computed
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _worker_init() -> None:
+    # One thread per worker process: N workers x M library threads would oversubscribe.
+    cv2.setNumThreads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+# ------------------------------------------------------------------------------------ driver
+
+def evaluate(dataset: os.PathLike | str, methods: Sequence[str], *, protocol: str = "levels",
+             out_dir: os.PathLike | str, metrics: Sequence[str] = DEFAULT_METRICS, workers: int = 1,
+             limit: int | None = None, split: str | None = None, split_seed: int = 0,
+             progress: bool = True) -> EvalResult:
+    """Evaluate ``methods`` on ``dataset`` with ``protocol``; results cached under ``out_dir``.
+
+    Parameters
+    ----------
+    dataset : path-like
+        A SICE-layout dataset (authors' release or ``sice build-dataset`` output).
+    methods : sequence of str
+        Baseline names (:data:`~sice.evaluation.baselines.BASELINES`), registered model names
+        or checkpoint paths.
+    protocol : str
+        A key of :data:`~sice.evaluation.protocols.PROTOCOLS`.
+    metrics : sequence of str
+        Keys of :data:`~sice.evaluation.metrics.METRICS`.
+    workers : int
+        Worker processes (1: in this process).
+    limit : int, optional
+        Use only the first ``limit`` scenes (after the split).
+    split : {"train", "val", "test"}, optional
+        Use one split of :func:`sice.dataset.split_scenes` with ``split_seed``.
+
+    Returns
+    -------
+    EvalResult
+
+    Raises
+    ------
+    DatasetError
+        The dataset folder is unusable as a whole.
+    ValueError
+        Unknown protocol, metric or split; no method; ``workers`` < 1.
+    """
+    from ..dataset import read_sice_layout, split_scenes
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    for name in metrics:
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+    methods = list(dict.fromkeys(methods))
+    if not methods:
+        raise ValueError("methods must name at least one method")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scenes = read_sice_layout(dataset)
+    problems: list[tuple[str, str]] = list(scenes.problems)
+    if split is not None:
+        parts = split_scenes(scenes, seed=split_seed)
+        if split not in parts:
+            raise ValueError(f"split must be one of {', '.join(parts)}, got {split!r}")
+        scenes = parts[split]
+    scenes = list(scenes)[:limit] if limit else list(scenes)
+    items = items_for(protocol, scenes)
+    for m in methods:
+        for sub in ("native",) + tuple({_size_tag(i) for i in items} - {"native"}):
+            (out_dir / "cache" / _slug(m) / sub).mkdir(parents=True, exist_ok=True)
+
+    tasks = [(item, methods, list(metrics), out_dir) for item in items]
+    records: list[Record] = []
+    computed = 0
+    bar = _progress(len(tasks), progress, f"eval {protocol}")
+    try:
+        if workers == 1 or len(tasks) <= 1:
+            results: Iterable = map(_evaluate_item, tasks)
+            for recs, probs, n in results:
+                records += [Record(**r) for r in recs]
+                problems += probs
+                computed += n
+                bar.update(1)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+                futures = {pool.submit(_evaluate_item, t): t[0] for t in tasks}
+                for fut in cf.as_completed(futures):
+                    item = futures[fut]
+                    try:
+                        recs, probs, n = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - a dead worker fails its item only
+                        reason = f"worker failed: {type(exc).__name__}: {exc}"
+                        recs, probs, n = [dict(scene=item.scene, index=item.index, count=item.count,
+                                               level=item.level, frame=str(item.frame), item_id=item.id,
+                                               method=m, status="failed", error=reason) for m in methods], \
+                            [(item.id, reason)], 0
+                    records += [Record(**r) for r in recs]
+                    problems += probs
+                    computed += n
+                    bar.update(1)
+    finally:
+        bar.close()
+    order = {(i.id): k for k, i in enumerate(items)}
+    mpos = {m: k for k, m in enumerate(methods)}
+    records.sort(key=lambda r: (order.get(r.item_id, 0), mpos.get(r.method, 0)))
+    return EvalResult(dataset=str(dataset), protocol=protocol, methods=methods, metrics=list(metrics),
+                      items=items, records=records, problems=problems, out_dir=out_dir,
+                      seconds=time.perf_counter() - t_start, computed=computed)
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False, dynamic_ncols=True)
