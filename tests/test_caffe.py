@@ -1,0 +1,180 @@
+"""Caffe import (sice.caffe): wire-format reading, recognition, porting, bad input, the demo.
+
+Synthetic caffemodels are written with the real ``protobuf`` library (tests/caffe_reference.py),
+and ported models are checked against an independent interpreter of the layer list that runs
+the net in Caffe's frame (the MATLAB-transposed image).
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from sice import caffe
+from sice.errors import ModelError
+from sice.models import create_model, load_checkpoint, save_checkpoint
+
+from caffe_reference import encode_net, random_blobs, run_caffe_net
+
+pytest.importorskip("google.protobuf")
+
+ARCHS = ("sice2018-residual", "sice2018", "sice2018-perpixel")
+
+
+def _write(tmp_path, arch, name="net.caffemodel", seed=0, **kw):
+    blobs = random_blobs(arch, seed)
+    path = tmp_path / name
+    path.write_bytes(encode_net(arch, blobs, **kw))
+    return path, blobs
+
+
+def _run_ours(model, rgb, aux):
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].double()
+    args = (x,) if aux is None else (x, torch.from_numpy(aux)[None].double())
+    with torch.no_grad():
+        return model.double()(*args)[0].permute(1, 2, 0).numpy()
+
+
+def _image(h=12, w=20, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((h, w, 3)), rng.random((2, h, w)) * 0.5
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_reader_gets_names_shapes_and_values(tmp_path, arch):
+    path, blobs = _write(tmp_path, arch)
+    net = caffe.read_caffemodel(path)
+    assert net.format == "V2 (layer)"
+    assert net.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    for name, (w, b) in blobs.items():
+        layer = net.layer(name)
+        assert layer.type == "Convolution"
+        assert layer.blobs[0].shape == w.shape
+        np.testing.assert_array_equal(layer.blobs[0].data, w.ravel())
+        np.testing.assert_array_equal(layer.blobs[1].data, b)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_architecture_is_recognised(tmp_path, arch):
+    path, _ = _write(tmp_path, arch)
+    assert caffe.detect_architecture(caffe.read_caffemodel(path)) == arch
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_port_reproduces_the_caffe_net_on_transposed_images(tmp_path, arch):
+    """Our model on X equals the Caffe graph run on X^T (MATLAB's layout), transposed back."""
+    path, _ = _write(tmp_path, arch)
+    model = caffe.import_caffe(path)
+    assert model.sice_config.name == arch
+    rgb, aux = _image()
+    aux = None if arch == "sice2018-residual" else aux
+    expected = run_caffe_net(caffe.read_caffemodel(path).layers, rgb, aux, order="cij")
+    np.testing.assert_allclose(_run_ours(model, rgb, aux), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("order", caffe.S2D_ORDERS)
+def test_perpixel_port_handles_every_space_to_depth_order(tmp_path, order):
+    path, _ = _write(tmp_path, "sice2018-perpixel")
+    rgb, aux = _image(8, 16)
+    layers = caffe.read_caffemodel(path).layers
+    expected = run_caffe_net(layers, rgb, aux, order=order)
+    np.testing.assert_allclose(_run_ours(caffe.import_caffe(path, s2d_order=order), rgb, aux),
+                               expected, atol=1e-5)
+    # and another order gives another result: the order matters and is really applied
+    other = next(o for o in caffe.S2D_ORDERS if o[0] != order[0])
+    assert not np.allclose(_run_ours(caffe.import_caffe(path, s2d_order=other), rgb, aux), expected, atol=1e-3)
+
+
+def test_without_transposition_the_port_is_the_untransposed_net(tmp_path):
+    path, _ = _write(tmp_path, "sice2018")
+    rgb, aux = _image()
+    layers = caffe.read_caffemodel(path).layers
+    plain = _run_ours(caffe.import_caffe(path, transpose=False), rgb, aux)
+    np.testing.assert_allclose(plain, run_caffe_net(layers, rgb, aux, transposed=False), atol=1e-5)
+    assert not np.allclose(plain, run_caffe_net(layers, rgb, aux, transposed=True), atol=1e-3)
+
+
+@pytest.mark.parametrize("kw", [{"v1": True}, {"legacy_shape": True}, {"v1": True, "legacy_shape": True}])
+def test_v1_layers_and_legacy_blob_dims(tmp_path, kw):
+    path, blobs = _write(tmp_path, "sice2018", **kw)
+    net = caffe.read_caffemodel(path)
+    assert net.format == ("V1 (layers)" if kw.get("v1") else "V2 (layer)")
+    assert net.layer("conv_g6").type == "Convolution"
+    model = caffe.import_caffe(path)
+    w = blobs["conv_g6"][0].transpose(0, 1, 3, 2)
+    np.testing.assert_array_equal(model.conv_g6.weight.detach().numpy(), w)
+
+
+def test_checkpoint_round_trip_is_a_plain_sice_checkpoint(tmp_path):
+    path, _ = _write(tmp_path, "sice2018-residual")
+    model = caffe.import_caffe(path)
+    out = save_checkpoint(tmp_path / "m.pt", model, meta=model.sice_meta)
+    loaded = load_checkpoint(out)
+    assert loaded.sice_meta["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert loaded.sice_meta["transposed"] is True and loaded.sice_meta["arch"] == "sice2018-residual"
+    # fine-tuning starts from it like from any registry model: same keys, trainable
+    fresh = create_model("sice2018-residual")
+    fresh.load_state_dict(torch.load(out, weights_only=True)["state_dict"])
+    for a, b in zip(fresh.parameters(), model.parameters()):
+        assert torch.equal(a, b) and a.requires_grad
+
+
+def test_describe_lists_layers_with_blob_shapes(tmp_path):
+    path, _ = _write(tmp_path, "sice2018-perpixel")
+    text = caffe.describe(caffe.read_caffemodel(path))
+    assert "RIR" in text and "[48x64x3x3] [48]" in text
+    assert "Dtow" in text and "param998 { 1: 2 2: 4 }" in text
+
+
+# ---- bad input --------------------------------------------------------------------------------
+def test_not_a_caffemodel(tmp_path):
+    bad = tmp_path / "photo.caffemodel"
+    bad.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(100))
+    with pytest.raises(ModelError, match=r"^.*photo\.caffemodel: expected a Caffe NetParameter.*found"):
+        caffe.read_caffemodel(bad)
+    text = tmp_path / "notes.caffemodel"
+    text.write_bytes(b"")
+    with pytest.raises(ModelError, match="without any layer"):
+        caffe.read_caffemodel(text)
+
+
+def test_truncated_file(tmp_path):
+    path, _ = _write(tmp_path, "sice2018")
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.caffemodel"
+    cut.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ModelError, match=r"cut\.caffemodel: .*truncated: field 100 at byte \d+ needs"):
+        caffe.read_caffemodel(cut)
+
+
+def test_unknown_architecture_names_the_closest_and_the_difference(tmp_path):
+    blobs = random_blobs("sice2018")
+    blobs["conv_g6"] = (np.zeros((64, 96, 3, 3), np.float32), blobs["conv_g6"][1])
+    path = tmp_path / "odd.caffemodel"
+    path.write_bytes(encode_net("sice2018", blobs))
+    with pytest.raises(ModelError, match=r"unknown architecture.*closest is sice2018 .*conv_g6.*"
+                                         r"expected weight 64x128x3x3, found 64x96x3x3"):
+        caffe.import_caffe(path)
+
+
+def test_forced_architecture_that_does_not_fit(tmp_path):
+    path, _ = _write(tmp_path, "sice2018")
+    with pytest.raises(ModelError, match=r"not a sice2018-residual network: layer 'conv_gA1': "
+                                         r"expected weight 64x3x3x3, found 64x4x3x3"):
+        caffe.import_caffe(path, arch="sice2018-residual")
+
+
+def test_blob_with_too_few_values(tmp_path):
+    from caffe_reference import proto_classes
+
+    path, _ = _write(tmp_path, "sice2018")
+    cls = proto_classes()
+    net = cls["NetParameter"]()
+    net.ParseFromString(path.read_bytes())
+    blob = next(l for l in net.layer if l.name == "conv_g7").blobs[0]
+    del blob.data[100:]
+    path.write_bytes(net.SerializeToString())
+    with pytest.raises(ModelError, match=r"conv_g7.*weight 64x64x3x3 needs 36864 values, found 100"):
+        caffe.import_caffe(path)
