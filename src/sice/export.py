@@ -95,6 +95,10 @@ class OnnxRunner:
         self.name = name
         self.work_size = int(sidecar.get("work_size") or 1024)
 
+    def log_gain(self, thumb: np.ndarray, work: np.ndarray) -> np.ndarray:
+        feed = {"thumb": _nchw(thumb), "work": _nchw(work)}
+        return self.session.run(None, feed)[0][0].transpose(1, 2, 0)
+
     @classmethod
     def from_file(cls, path: os.PathLike | str, name: str | None = None) -> "OnnxRunner":
         path = Path(path)
@@ -111,6 +115,7 @@ class OnnxRunner:
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = min(4, os.cpu_count() or 1)
         try:
             session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
@@ -118,13 +123,8 @@ class OnnxRunner:
         return cls(session, sidecar, name or sidecar["config"].get("name", path.stem))
 
     def run(self, rgb: np.ndarray, *, tile: int, decomposition: str) -> np.ndarray:
-        from .enhancement import apply_log2_gain, gain_inputs, tiled_apply
+        from .enhancement import tiled_apply
 
-        if self.kind == "gain":
-            thumb, work = gain_inputs(rgb, self.work_size)
-            feed = {"thumb": _nchw(thumb), "work": _nchw(work)}
-            log_gain = self.session.run(None, feed)[0][0].transpose(1, 2, 0)
-            return apply_log2_gain(rgb, log_gain)
         planes = [rgb]
         if self.config.get("aux") == "luminance_detail":
             from .decomposition import aux_tensor
