@@ -1,0 +1,36 @@
+"""``sice bench``: benchmarks that print speed and memory figures, one subcommand per area.
+
+Subcommands load lazily from :data:`BENCHES`, so that a benchmark's heavy imports happen only
+when it runs. To add one: write a click command in your own CLI module and add a row here.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> (module, attribute, one-line help)
+BENCHES: dict[str, tuple[str, str, str]] = {
+    "build-dataset": ("sice.cli.build_dataset", "bench_command",
+                      "Time building a dataset: per-generator s/MP and projected total."),
+}
+
+
+class _LazyBenches(click.Group):
+    def list_commands(self, ctx):
+        return list(BENCHES)
+
+    def get_command(self, ctx, name):
+        if name not in BENCHES:
+            return None
+        module, attribute, _ = BENCHES[name]
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx, formatter):
+        with formatter.section("Benchmarks"):
+            formatter.write_dl([(name, help_) for name, (_, _, help_) in BENCHES.items()])
+
+
+@click.group(name="bench", cls=_LazyBenches)
+def command():
+    """Benchmarks that print speed and memory figures."""
