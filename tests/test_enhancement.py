@@ -38,7 +38,7 @@ def test_tiled_apply_matches_untiled_for_a_conv_net():
     assert np.abs(bad - whole).max() > 1e-3
 
 
-@pytest.mark.parametrize("name", ["sice2018-residual", "sice2018-perpixel"])
+@pytest.mark.parametrize("name", ["sice2018-residual", "sice2018", "sice2018-perpixel"])
 def test_enhancer_tiled_equals_untiled(name):
     if name == "sice2018-perpixel":
         pytest.importorskip("sice.decomposition")
