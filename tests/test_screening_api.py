@@ -312,6 +312,13 @@ def test_acknowledged_vote_survives_kill_9(dataset):
             acked.append(c["id"])
         r = httpx.post(url + "/api/votes", json={"rater": "Ben", "scene": "2", "candidate": None})
         assert r.status_code == 200
+        # Limits of the real server: oversized headers, and a chunked body with no Content-Length.
+        assert httpx.get(url + "/api/health", headers={"X-Pad": "x" * 20_000}).status_code == 431
+        assert httpx.get(url + "/api/scenes", params={"rater": "A", "pad": "x" * 9000}).status_code == 431
+        chunks = (b'{"rater": "Cy", "scene": "1", "candidate": null, "pad": "' if i == 0 else b"x" * 1000
+                  for i in range(20))
+        r = httpx.post(url + "/api/votes", content=chunks, headers={"content-type": "application/json"})
+        assert r.status_code == 413
         os.kill(proc.pid, signal.SIGKILL)  # no shutdown, no checkpoint: only what was committed
         assert proc.wait() == -signal.SIGKILL
     db = dataset / "screening.sqlite"

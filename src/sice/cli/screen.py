@@ -11,6 +11,9 @@ from ._common import report_errors
 
 # Enough for a room of raters each with a few parallel image requests; more is a flood.
 MAX_CONNECTIONS = 64
+# Request line + headers; a vote's are a few hundred bytes. Enforced by h11 (chosen explicitly:
+# the httptools parser uvicorn prefers when installed has no such limit).
+MAX_HEADER_BYTES = 16 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -77,5 +80,6 @@ def _serve(dataset: Path, host: str, port: int) -> None:
     click.echo(f"screening {len(app.state.scenes)} scenes of {dataset} at http://{shown}:{port}/ "
                f"(votes in {dataset / DB_NAME}); Ctrl+C stops", err=True)
     sys.stderr.flush()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http="h11",
+                h11_max_incomplete_event_size=MAX_HEADER_BYTES, limit_concurrency=MAX_CONNECTIONS,
+                timeout_keep_alive=5)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -44,6 +44,8 @@ STATIC_DIR = Path(__file__).with_name("static")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 #: A vote is ~200 bytes of JSON; anything much larger is not a vote.
 DEFAULT_MAX_BODY = 4096
+#: Request target + headers. A browser sends about 1 KiB.
+DEFAULT_MAX_HEAD = 8192
 # Formats every browser displays; others (TIFF) are converted to PNG when served.
 _BROWSER_FORMATS = {"JPEG", "PNG", "BMP", "WEBP"}
 
@@ -67,7 +69,7 @@ class VoteIn(BaseModel):
 
 def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | None = None,
                allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
-               max_body_size: int = DEFAULT_MAX_BODY) -> FastAPI:
+               max_body_size: int = DEFAULT_MAX_BODY, max_head_size: int = DEFAULT_MAX_HEAD) -> FastAPI:
     """Build the screening app for one dataset.
 
     Parameters
@@ -82,6 +84,8 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
         bound to a non-loopback address).
     max_body_size : int
         Largest request body in bytes; larger ones get 413.
+    max_head_size : int
+        Largest request target plus headers in bytes; larger ones get 431.
 
     Raises
     ------
@@ -92,6 +96,8 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
     scenes = list_scenes(root)
     by_name = {s.name: s for s in scenes}
     store = VoteStore(Path(db_path) if db_path is not None else root / DB_NAME)
+    # scene -> {opaque id: candidate name}: the only way back from what the browser sends.
+    names_by_id = {s.name: {store.opaque_id(s.name, n): n for n in s.candidates} for s in scenes}
 
     app = FastAPI(title="sice screening", docs_url=None, redoc_url=None, openapi_url=None,
                   max_body_size=max_body_size)
@@ -99,6 +105,7 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
     app.state.scenes = scenes
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    app.add_middleware(_HeadLimit, max_bytes=max_head_size)  # added last = runs first
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -124,6 +131,12 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
         if scene is None:
             raise HTTPException(404, "unknown scene")
         return scene
+
+    def candidate_or_404(scene: ScreeningScene, cid: str) -> str:
+        name = names_by_id[scene.name].get(cid)
+        if name is None:
+            raise HTTPException(404, "unknown candidate")
+        return name
 
     def serve(path: Path) -> Response:
         real = inside(path, root)
@@ -173,10 +186,7 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
     @app.get("/api/scenes/{scene}/candidates/{cid}")
     def candidate_image(scene: str, cid: str) -> Response:
         s = scene_or_404(scene)
-        for name, path in s.candidates.items():
-            if store.opaque_id(s.name, name) == cid:
-                return serve(path)
-        raise HTTPException(404, "unknown candidate")
+        return serve(s.candidates[candidate_or_404(s, cid)])
 
     @app.get("/api/scenes/{scene}/frames/{k}")
     def frame_image(scene: str, k: int) -> Response:
@@ -189,11 +199,7 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
     def vote(body: VoteIn) -> dict:
         rater = rater_or_400(body.rater)
         s = scene_or_404(body.scene)
-        name = None
-        if body.candidate is not None:
-            name = next((n for n in s.candidates if store.opaque_id(s.name, n) == body.candidate), None)
-            if name is None:
-                raise HTTPException(404, "unknown candidate")
+        name = None if body.candidate is None else candidate_or_404(s, body.candidate)
         stored = store.record(rater, s.name, name)  # returns after the durable commit
         done = sum(sc in by_name for _, sc in store.latest_votes(rater))
         return {"ok": True, "scene": s.name, "candidate": body.candidate, "time": stored.time,
@@ -201,6 +207,27 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+class _HeadLimit:
+    """ASGI middleware: 431 for a request whose target and headers exceed ``max_bytes``.
+
+    Written by hand because neither Starlette nor uvicorn caps the total header size (h11's
+    limit only applies while a request is incomplete in its buffer).
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(k) + len(v) for k, v in scope["headers"])
+            if size > self.max_bytes:
+                await PlainTextResponse("Request header fields too large", status_code=431)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _letter(i: int) -> str:

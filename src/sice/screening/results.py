@@ -147,7 +147,8 @@ def summary(results: dict) -> str:
     """A short human-readable table for the terminal."""
     a = results["agreement"]
     kappa = "undefined" if a["kappa"] is None else f"{a['kappa']:.3f}"
-    lines = [f"{len(results['raters'])} raters, {results['votes_cast']} votes cast, "
+    n = len(results["raters"])
+    lines = [f"{n} rater{'s' * (n != 1)}, {results['votes_cast']} votes cast, "
              f"Fleiss' kappa {kappa} over {a['scenes']} scenes with 2+ raters"]
     width = max([5, *(len(r["scene"]) for r in results["scenes"])])
     lines.append(f"{'scene':<{width}}  raters  winners")

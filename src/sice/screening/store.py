@@ -189,21 +189,22 @@ class VoteStore:
         # SQLite returns the bare columns of the row holding max(id) in an aggregate query
         # (documented "bare columns in an aggregate query" behaviour).
         sql = "SELECT rater, scene, candidate, max(id) FROM votes {} GROUP BY rater, scene"
-        try:
-            with self._connection() as conn:
-                if rater is None:
-                    rows = conn.execute(sql.format("")).fetchall()
-                else:
-                    rows = conn.execute(sql.format("WHERE rater = ?"), (normalise_rater(rater),)).fetchall()
-        except sqlite3.Error as exc:
-            raise DatasetError(f"{self.path}: cannot read votes: {exc}") from exc
+        if rater is None:
+            rows = self._query(sql.format(""))
+        else:
+            rows = self._query(sql.format("WHERE rater = ?"), (normalise_rater(rater),))
         return {(r, s): c for r, s, c, _ in rows}
 
     def history(self) -> list[Vote]:
         """Every vote ever cast, oldest first."""
-        with self._connection() as conn:
-            rows = conn.execute("SELECT id, rater, scene, candidate, time FROM votes ORDER BY id").fetchall()
-        return [Vote(*row) for row in rows]
+        return [Vote(*row) for row in self._query("SELECT id, rater, scene, candidate, time FROM votes ORDER BY id")]
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        try:
+            with self._connection() as conn:
+                return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise DatasetError(f"{self.path}: cannot read votes: {exc}") from exc
 
 
 @dataclass(frozen=True)
