@@ -241,7 +241,8 @@ def _plot_psnr(summary: dict, path: Path) -> Path:
     ax.set_xlabel("input exposure level (frame index - middle index)")
     ax.set_ylabel("mean PSNR (dB) against the reference")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_lines():
+        ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..errors import SiceError
+from ..imageops import from_float32, to_float32
 from .baselines import BASELINES
 from .metrics import DEFAULT_METRICS, METRICS, compute_metrics
 from .protocols import PROTOCOLS, EvalItem, items_for, oriented
@@ -150,7 +151,8 @@ def _load(path: Path, size: tuple[int, int] | None) -> np.ndarray:
 
 
 def _quantise(img: np.ndarray) -> np.ndarray:
-    return (np.clip(np.asarray(img, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)).astype(np.float32) / 255.0
+    """Round to 8 bit exactly as writing and re-reading the cached PNG would."""
+    return to_float32(from_float32(img, np.uint8))
 
 
 def _evaluate_item(task: tuple) -> tuple[list[dict], list[tuple[str, str]], int]:

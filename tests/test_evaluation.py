@@ -1,0 +1,196 @@
+"""Protocols on both layouts, the cached runner, bad input, reports and the CLI."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import synthetic_scene
+from sice.dataset import read_sice_layout
+from sice.evaluation import baselines, evaluate, items_for, write_report
+from sice.evaluation.metrics import psnr
+from sice.evaluation.protocols import middle_index, oriented
+from sice.io import read_rgb, write_image
+
+
+# ------------------------------------------------------------------------------- protocols
+
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")  # the reader lists folders only; protocols never decode
+
+
+@pytest.fixture
+def authors_layout(tmp_path) -> Path:
+    """Authors' release shape: Part1 seqs 1 (not a test id), 4 (7 frames) and 5 (9 frames);
+    Part2 seqs 1 (7 frames, JPG label) and 126 (5 frames, PNG label as in the release)."""
+    root = tmp_path / "SICE"
+    for part, seq, n, ext in [("Dataset_Part1", 1, 7, "JPG"), ("Dataset_Part1", 4, 7, "JPG"),
+                              ("Dataset_Part1", 5, 9, "JPG"), ("Dataset_Part2", 1, 7, "JPG"),
+                              ("Dataset_Part2", 126, 5, "PNG")]:
+        for k in range(1, n + 1):
+            _touch(root / part / str(seq) / f"{k}.JPG")
+        _touch(root / part / "Label" / f"{seq}.{ext}")
+    return root
+
+
+def _picked(items):
+    return [(i.scene, i.index, i.level) for i in items]
+
+
+def test_middle_index_rule():
+    assert [middle_index(n) for n in (1, 2, 3, 7, 8, 9)] == [1, 1, 2, 4, 4, 5]
+    assert oriented((1200, 900), 512, 600) == (900, 1200)
+    assert oriented((1200, 900), 600, 512) == (1200, 900)
+
+
+def test_sice58_takes_minus_and_plus_one_ev_of_the_published_test_ids(authors_layout):
+    items = items_for("sice-58", read_sice_layout(authors_layout))
+    # -1 EV = #3 of 7, #4 of 9; +1 EV = #5 of 7, #6 of 9 (DESIGN.md); seq 1 is not a test id.
+    assert _picked(items) == [("Part1/4", 3, -1), ("Part1/4", 5, 1), ("Part1/5", 4, -1), ("Part1/5", 6, 1)]
+    assert all(i.size is None and i.reference.name in ("4.JPG", "5.JPG") for i in items)
+
+
+def test_zero_dce_part2_takes_the_darker_half_at_1200x900(authors_layout):
+    items = items_for("zero-dce-part2", read_sice_layout(authors_layout))
+    assert _picked(items) == [("Part2/1", 1, -3), ("Part2/1", 2, -2), ("Part2/1", 3, -1),
+                              ("Part2/126", 1, -2), ("Part2/126", 2, -1)]
+    assert {i.size for i in items} == {(1200, 900)}
+    assert items[-1].reference.name == "126.PNG"
+
+
+def test_levels_and_all(authors_layout):
+    scenes = read_sice_layout(authors_layout)
+    lv = items_for("levels", scenes)
+    assert [i.level for i in lv if i.scene == "Part1/5"] == [-2, -1, 1, 2]
+    assert [i.index for i in lv if i.scene == "Part2/126"] == [1, 2, 4, 5]
+    assert len(items_for("all", scenes)) == 7 + 7 + 9 + 7 + 5
+    with pytest.raises(ValueError, match="unknown protocol"):
+        items_for("nope", scenes)
+
+
+# --------------------------------------------------------------------------- the runner
+
+def _built_dataset(root: Path, *, h=40, w=48, scenes=("001", "002"), n=5) -> Path:
+    """Our builder's layout: <scene>/<k>.jpg dark->bright, Label/<scene>.png."""
+    (root / "Label").mkdir(parents=True, exist_ok=True)
+    for s, name in enumerate(scenes):
+        radiance = synthetic_scene(h, w, seed=s)
+        for k in range(n):
+            (root / name).mkdir(exist_ok=True)
+            write_image(root / name / f"{k + 1}.png", np.clip(radiance * 2.0 ** (k - n // 2), 0, 1))
+        write_image(root / "Label" / f"{name}.png", radiance)
+    return root
+
+
+def test_evaluate_scores_caches_and_reports(tmp_path):
+    data = _built_dataset(tmp_path / "data")
+    report = tmp_path / "report"
+    res = evaluate(data, ["identity", "gamma"], protocol="levels", out_dir=report, progress=False)
+    assert len(res.items) == 2 * 4 and res.computed == 16 and not res.problems
+    # identity's PSNR is the PSNR of the file itself against its label (8-bit PNG round trip).
+    r = next(r for r in res.records if r.method == "identity" and r.level == -1 and r.scene == "001")
+    expected = psnr(read_rgb(data / "001" / "2.png"), read_rgb(data / "Label" / "001.png"))
+    assert r.metrics["psnr"] == pytest.approx(expected, abs=1e-9)
+    assert set(r.metrics) == {"psnr", "ssim", "fsim", "fsimc", "mae", "loe"}
+    assert r.metrics["loe"] == 0  # identity keeps every order
+
+    # One more method: only its 8 runs are computed, the rest comes from the cache unchanged.
+    res2 = evaluate(data, ["identity", "gamma", "he"], protocol="levels", out_dir=report, progress=False)
+    assert res2.computed == 8
+    same = {(x.item_id, x.method): x.metrics for x in res.records}
+    for x in res2.records:
+        if x.method != "he":
+            assert x.metrics == same[(x.item_id, x.method)]
+
+    paths = write_report(res2)
+    md = paths["markdown"].read_text()
+    assert "## PSNR" in md and "| gamma |" in md and "data range 1.0" in md and "level -2" in md
+    rows = list(csv.DictReader(paths["csv"].open()))
+    ident_all = next(x for x in rows if x["method"] == "identity" and x["level"] == "all" and x["metric"] == "psnr")
+    mean = np.mean([x.metrics["psnr"] for x in res2.records if x.method == "identity"])
+    assert float(ident_all["mean"]) == pytest.approx(mean) and ident_all["n"] == "8"
+    js = json.loads(paths["json"].read_text())
+    assert js["protocol"] == "levels" and len(js["records"]) == 24
+    assert len(list(csv.DictReader(paths["per_image"].open()))) == 24
+    assert sorted(p.name for p in paths["grids"].iterdir()) == ["001.png", "002.png"]
+    grid = read_rgb(paths["grids"] / "001.png")
+    assert grid.shape[0] > 4 * 160 and grid.shape[1] > 5 * 100  # 4 rows; input, 3 methods, reference
+    assert paths["plot"].stat().st_size > 1000
+
+
+def test_bad_input_is_reported_per_image_never_skipped(tmp_path, monkeypatch):
+    data = _built_dataset(tmp_path / "data", scenes=("001", "002", "003"))
+    (data / "Label" / "002.png").unlink()  # missing label
+    write_image(data / "Label" / "003.png", synthetic_scene(30, 30))  # size mismatch
+
+    def flaky(img):
+        if img.mean() > 0.5:
+            raise RuntimeError("boom")
+        return img
+
+    monkeypatch.setitem(baselines.BASELINES, "flaky", flaky)
+    res = evaluate(data, ["identity", "flaky"], protocol="levels", out_dir=tmp_path / "r", progress=False)
+    assert len(res.records) == 3 * 4 * 2  # nothing dropped
+    by = {(r.scene, r.index, r.method): r for r in res.records}
+    assert by[("002", 1, "identity")].metrics["psnr"] == "no reference (missing label)"
+    assert isinstance(by[("002", 1, "identity")].metrics["loe"], float)
+    assert by[("003", 1, "identity")].metrics["ssim"].startswith("size mismatch: input 48x40, reference 30x30")
+    failed = [r for r in res.records if r.status == "failed"]
+    assert failed and all(r.method == "flaky" and "boom" in r.error for r in failed)
+    reasons = " ".join(why for _, why in res.problems)
+    assert "missing label" in reasons and "size mismatch" in reasons and "boom" in reasons
+    md = write_report(res, grids=False)["markdown"].read_text()
+    assert "boom" in md and "size mismatch" in md and "FAILED" not in md
+
+
+def test_psnr_of_identical_output_is_reported_as_inf(tmp_path):
+    data = _built_dataset(tmp_path / "data", scenes=("001",), n=3)
+    write_image(data / "001" / "1.png", read_rgb(data / "Label" / "001.png"))  # PSNR = inf
+    res = evaluate(data, ["identity"], protocol="all", out_dir=tmp_path / "r", progress=False)
+    paths = write_report(res, grids=False)
+    js = json.loads(paths["json"].read_text())
+    assert js["summary"]["identity"]["-1"]["psnr"]["mean"] == "inf"
+    assert math.isfinite(js["summary"]["identity"]["+1"]["psnr"]["mean"])
+    assert "| identity | inf |" in paths["markdown"].read_text()
+
+
+def test_cli_writes_the_report_and_exits_1_on_problems(tmp_path):
+    from sice.cli.eval import command
+
+    data = _built_dataset(tmp_path / "data")
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(command, [str(data), "--methods", "identity,clahe", "-o", str(out),
+                                          "--protocol", "sice-58", "--no-progress"])
+    # no scene of this dataset is one of the 58 test ids: an empty, but valid, report
+    assert result.exit_code == 0, result.output
+    (data / "Label" / "001.png").unlink()
+    result = CliRunner().invoke(command, [str(data), "-m", "identity", "-o", str(out), "--limit", "1",
+                                          "--metrics", "psnr,loe", "--no-progress", "--no-grids"])
+    assert result.exit_code == 1
+    assert "missing label" in result.output
+    assert (out / "results.md").is_file() and "## LOE" in (out / "results.md").read_text()
+    result = CliRunner().invoke(command, [str(data), "-m", "identity", "-o", str(out), "--metrics", "psnr,nope"])
+    assert result.exit_code == 2 and "unknown metric" in result.output
+
+
+@pytest.mark.slow
+def test_workers_give_the_same_scores_as_one_process(tmp_path):
+    data = _built_dataset(tmp_path / "data")
+    one = evaluate(data, ["he", "lime"], out_dir=tmp_path / "a", progress=False)
+    two = evaluate(data, ["he", "lime"], out_dir=tmp_path / "b", workers=2, progress=False)
+    assert [r.metrics for r in one.records] == [r.metrics for r in two.records]
+
+
+@pytest.mark.realdata
+def test_real_sequences_without_labels(shared_data, tmp_path):
+    res = evaluate(shared_data / "sice512", ["identity", "clahe"], protocol="levels", out_dir=tmp_path,
+                   limit=2, metrics=["psnr", "loe"], progress=False)
+    assert len(res.items) >= 4
+    assert all(r.status == "ok" and r.metrics["psnr"].startswith("no reference") for r in res.records)
+    assert all(r.metrics["loe"] >= 0 for r in res.records)
