@@ -263,3 +263,33 @@ def test_cli_train_and_errors(dataset, tmp_path):
     (tmp_path / "r" / "last.pt").write_bytes(b"garbage")
     res = CliRunner().invoke(command, [str(dataset), "-o", str(tmp_path / "r"), "--resume", "--no-progress"])
     assert res.exit_code == 1 and "sice: error:" in res.output and "last.pt" in res.output
+
+
+def test_aux_cache_is_reused_and_matches_decomposition(tmp_path, monkeypatch):
+    import sice.decomposition
+    from sice.training.data import aux_for
+
+    rgb = synthetic_scene(16, 16)
+    first = aux_for(rgb, "exact", tmp_path)
+    ref = np.moveaxis(sice.decomposition.aux_tensor(rgb, method="exact"), 0, -1)
+    np.testing.assert_array_equal(first, ref)
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed despite the cache")
+
+    monkeypatch.setattr(sice.decomposition, "aux_tensor", boom)
+    np.testing.assert_array_equal(aux_for(rgb, "exact", tmp_path), first)
+    with pytest.raises(AssertionError, match="recomputed"):
+        aux_for(rgb, "fast", tmp_path)  # another method is another cache entry
+
+
+def test_bench_training_reports_both_formats():
+    from sice.training.bench import bench_training
+
+    rows = bench_training(["sice2018-residual", "sice2018-perpixel"], patch=10, batch=1, steps=1)
+    assert [(r.model, r.channels_last) for r in rows] == [
+        ("sice2018-residual", False), ("sice2018-residual", True),
+        ("sice2018-perpixel", False), ("sice2018-perpixel", True)]
+    assert [r.patch for r in rows] == [10, 10, 8, 8]  # Model 3 needs multiples of 4
+    assert all(r.patches_per_s > 0 and r.seconds_per_step > 0 for r in rows)

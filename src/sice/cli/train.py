@@ -46,7 +46,7 @@ def command(dataset, model_name, run_dir, config_file, overrides, resume, init, 
     """
     from ..errors import SiceError
     from ..models import model_config
-    from ..training import load_config, train
+    from ..training import train
 
     cfg = _resolve_config(run_dir, config_file, overrides, resume, model_name, seed, steps, epochs, direction,
                           split_seed, full_image, device)
@@ -112,3 +112,29 @@ def _resolve_config(run_dir, config_file, overrides, resume, model_name, seed, s
 
 def _q(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@click.command(name="train")
+@click.option("--model", "models", multiple=True, help="Model(s) to time (default: every registered one).")
+@click.option("--patch", type=click.IntRange(min=4), default=128, show_default=True, help="Patch side.")
+@click.option("--batch", type=click.IntRange(min=1), default=5, show_default=True, help="Patches per step.")
+@click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True, help="Timed steps each.")
+@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda).")
+@report_errors
+def bench_command(models, patch, batch, steps, device):
+    """Training throughput (patches/s) of each model, NCHW vs channels_last (``sice bench train``)."""
+    import torch
+
+    from ..training.bench import bench_training
+
+    rows = bench_training(list(models) or None, patch=patch, batch=batch, steps=steps, device=device)
+    click.echo(f"training step = forward + L2 + backward + SGD, batch {batch}, {torch.get_num_threads()} "
+               f"threads, {device}")
+    click.echo(f"{'model':24s} {'patch':>5s} {'NCHW p/s':>10s} {'channels_last p/s':>18s} {'speed-up':>9s}")
+    by_model: dict[str, dict[bool, object]] = {}
+    for r in rows:
+        by_model.setdefault(r.model, {})[r.channels_last] = r
+    for name, pair in by_model.items():
+        a, b = pair[False], pair[True]
+        click.echo(f"{name:24s} {a.patch:5d} {a.patches_per_s:10.2f} {b.patches_per_s:18.2f} "
+                   f"{b.patches_per_s / a.patches_per_s:8.2f}x")

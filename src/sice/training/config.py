@@ -55,6 +55,11 @@ class DataSection:
     split_seed: int = 0
     ratios: list = dataclasses.field(default_factory=lambda: [0.7, 0.1, 0.2])
     official_test: bool = False
+    #: Decomposition of models fed cat(L, D): "auto" (exact WLS up to 1 MP, as the enhancer
+    #: does by default), "exact" or "fast" (an approximation, ~30x faster on a CPU).
+    aux_method: str = "auto"
+    #: Keep computed cat(L, D) in ``<run folder>/aux_cache`` for resumed and repeated runs.
+    aux_cache: bool = True
     #: Validation frames per val scene (0: all selected frames; k: k frames spread over them).
     val_frames_per_scene: int = 1
     #: Validation images are resized so their long side is at most this (0: training scale).
@@ -170,6 +175,7 @@ class TrainConfig:
     def validate(self, source: str = "config") -> None:
         d, o, s, r = self.data, self.optim, self.schedule, self.run
         checks = [
+            (d.aux_method in ("auto", "exact", "fast"), f"data.aux_method must be auto/exact/fast, got {d.aux_method!r}"),
             (d.mode in ("patches", "full"), f"data.mode must be 'patches' or 'full', got {d.mode!r}"),
             (d.direction in ("under", "over", "both"), f"data.direction must be under/over/both, got {d.direction!r}"),
             (0 < d.under_max <= 1 <= d.over_min, f"need 0 < data.under_max <= 1 <= data.over_min, got {d.under_max}, {d.over_min}"),

@@ -14,6 +14,9 @@ uninterrupted run, and DDP ranks need no shared random state.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -88,20 +91,44 @@ def from_cache(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float32) / np.float32(_CACHE_MAX)
 
 
-def aux_for(rgb: np.ndarray) -> np.ndarray:
-    """cat(L, D) of an (H, W, 3) float32 image as (H, W, 2) float32, via sice.decomposition."""
+def aux_for(rgb: np.ndarray, method: str = "auto", cache_dir: Path | None = None) -> np.ndarray:
+    """cat(L, D) of an (H, W, 3) float32 image as (H, W, 2) float32, via sice.decomposition.
+
+    With ``cache_dir``, the result is kept in ``<cache_dir>/<sha1 of pixels and method>.npy``
+    and read back next time: exact WLS of one 512x512 image takes seconds on a CPU, so a resumed
+    or repeated run should not pay for it again.
+    """
     from ..decomposition import aux_tensor
 
-    aux = aux_tensor(rgb)
+    cached = None
+    if cache_dir is not None:
+        key = hashlib.sha1(np.ascontiguousarray(rgb, dtype=np.float32).tobytes() + method.encode()).hexdigest()
+        cached = Path(cache_dir) / f"{key}.npy"
+        if cached.is_file():
+            try:
+                aux = np.load(cached)
+                if aux.shape == (*rgb.shape[:2], 2):
+                    return aux
+            except (OSError, ValueError):
+                pass  # a damaged cache file is recomputed and rewritten
+    aux = aux_tensor(rgb, method=method)
     aux = aux.detach().cpu().numpy() if hasattr(aux, "detach") else np.asarray(aux)
     aux = aux.reshape(aux.shape[-3:]) if aux.ndim == 4 else aux
     if aux.shape[0] == 2 and aux.shape[-1] != 2:  # (2, H, W) -> (H, W, 2)
         aux = np.moveaxis(aux, 0, -1)
-    return np.ascontiguousarray(aux, dtype=np.float32)
+    aux = np.ascontiguousarray(aux, dtype=np.float32)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{cached.stem}.", suffix=".npy", dir=cached.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, aux)
+        os.replace(tmp, cached)
+    return aux
 
 
 def load_pairs(scenes: Sequence[Scene], *, direction: str, under_max: float, over_min: float,
                scale: float = 1.0, long_side: int = 0, max_side: int = 0, need_aux: bool = False,
+               aux_method: str = "auto", aux_cache: Path | None = None,
                frames_per_scene: int = 0, read: Callable | None = None,
                problems: list | None = None, progress: Callable | None = None) -> list[Pair]:
     """Decode, check, resize and select the training pairs of ``scenes``.
@@ -115,6 +142,9 @@ def load_pairs(scenes: Sequence[Scene], *, direction: str, under_max: float, ove
         See :func:`resize_for_training`.
     need_aux : bool
         Precompute cat(L, D) for every selected input frame.
+    aux_method, aux_cache
+        Decomposition method (``"auto"``, ``"exact"``, ``"fast"``) and optional cache folder,
+        see :func:`aux_for`.
     frames_per_scene : int
         0: every selected frame; k: k frames spread evenly over the selected ones (validation).
     read : callable, optional
@@ -135,7 +165,8 @@ def load_pairs(scenes: Sequence[Scene], *, direction: str, under_max: float, ove
     pairs: list[Pair] = []
     for scene in scenes:
         try:
-            pairs.extend(_scene_pairs(scene, direction, under_max, over_min, (scale, long_side, max_side), need_aux,
+            pairs.extend(_scene_pairs(scene, direction, under_max, over_min, (scale, long_side, max_side),
+                                      (need_aux, aux_method, aux_cache),
                                       frames_per_scene, read, problems))
         except SiceError as exc:
             problems.append((scene.key, f"left out: {exc}"))
@@ -144,12 +175,13 @@ def load_pairs(scenes: Sequence[Scene], *, direction: str, under_max: float, ove
     return pairs
 
 
-def _scene_pairs(scene, direction, under_max, over_min, sizing, need_aux, frames_per_scene,
+def _scene_pairs(scene, direction, under_max, over_min, sizing, aux_opts, frames_per_scene,
                  read, problems) -> list[Pair]:
     if scene.label is None:
         problems.append((scene.key, "left out: no label"))
         return []
     scale, long_side, max_side = sizing
+    need_aux, aux_method, aux_cache = aux_opts
     label_full = read(scene.label)
     decoded: dict[Path, np.ndarray] = {scene.label: resize_for_training(label_full, scale=scale, long_side=long_side, max_side=max_side)}
     good_frames = []
@@ -178,7 +210,7 @@ def _scene_pairs(scene, direction, under_max, over_min, sizing, need_aux, frames
     label = _to_cache(decoded[scene.label])
     return [Pair(scene=scene.key, frame=c.path, direction=c.direction, ratio=c.brightness_ratio,
                  rgb=_to_cache(decoded[c.path]), label=label,
-                 aux=aux_for(decoded[c.path]) if need_aux else None)
+                 aux=aux_for(decoded[c.path], aux_method, aux_cache) if need_aux else None)
             for c in choices]
 
 

@@ -268,7 +268,8 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
         d = cfg.data
         sizing = ({"long_side": d.full_size} if d.mode == "full" else {"scale": d.scale})
         need_aux = mconf.aux == "luminance_detail"
-        common = dict(direction=d.direction, under_max=d.under_max, over_min=d.over_min, need_aux=need_aux)
+        common = dict(direction=d.direction, under_max=d.under_max, over_min=d.over_min, need_aux=need_aux,
+                      aux_method=d.aux_method, aux_cache=run_dir / "aux_cache" if d.aux_cache else None)
         bar = _bar(len(split["train"]) + (len(split["val"]) if info.is_main else 0),
                    "loading scenes", progress and info.is_main)
         train_pairs = load_pairs(split["train"], **sizing, **common, problems=problems,
