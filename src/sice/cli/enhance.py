@@ -61,6 +61,7 @@ def command(inputs, output, model, device, backend, recursive, fmt, quality, ove
     except OSError as exc:
         raise click.ClickException(f"{out_dir}: cannot create output folder: {exc.strerror or exc}")
 
+    _remove_stale_temp_files(out_dir, recursive)
     enhancer = Enhancer(model, device=device, backend=backend, tile=tile)
     ext_for = {"jpg": ".jpg", "png": ".png", "tif": ".tif", "webp": ".webp", "bmp": ".bmp"}
     skipped = 0
@@ -94,6 +95,17 @@ def command(inputs, output, model, device, backend, recursive, fmt, quality, ove
         report.finish()
     elif single_file_out or len(files) == 1:
         click.echo(str(dst), err=True)
+
+
+def _remove_stale_temp_files(out_dir: Path, recursive: bool) -> None:
+    """A killed run can leave hidden ``.<name>.<random>.part`` files (never outputs: they are
+    renamed into place only when complete); clear them so re-runs leave a clean folder."""
+    pattern = "**/.*.part" if recursive else ".*.part"
+    for p in out_dir.glob(pattern):
+        try:
+            p.unlink()
+        except OSError:
+            pass
 
 
 def _progress(files):

@@ -63,7 +63,15 @@ def cli():
     """sice: turn badly exposed photos into well-exposed, high-contrast ones."""
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    text = " ".join(str(message).split())
+    print(f"sice: warning: {text}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
+    import warnings
+
+    warnings.showwarning = _one_line_warning  # users get one line, not a source excerpt
     cli.main(args=argv, prog_name="sice", standalone_mode=True)
 
 
