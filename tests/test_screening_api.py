@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import synthetic_scene
 
+from sice.errors import DatasetError
 from sice.io import write_image
 from sice.screening.store import VoteStore
 
@@ -149,6 +150,19 @@ def test_vote_change_vote_resume(client, dataset):
     first = next(g for g in GENERATORS if store.opaque_id("1", g) == ids[0])
     assert store.latest_votes() == {("Ann", "1"): first, ("Ann", "2"): None}
     assert len(store.history()) == 3
+
+
+def test_a_vote_the_database_refuses_is_an_error_not_an_ack(dataset, monkeypatch):
+    app = create_app(dataset)
+    client = TestClient(app, base_url="http://127.0.0.1")
+
+    def refuse(*args):
+        raise DatasetError(f"{app.state.store.path}: cannot record the vote: disk I/O error")
+
+    monkeypatch.setattr(app.state.store, "record", refuse)
+    r = client.post("/api/votes", json={"rater": "Ann", "scene": "1", "candidate": None})
+    assert r.status_code == 503 and "disk I/O error" in r.json()["detail"]
+    assert client.get("/api/scenes", params={"rater": "Ann"}).json()["done"] == 0
 
 
 @pytest.mark.parametrize("body, status", [

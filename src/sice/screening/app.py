@@ -117,7 +117,8 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
 
     @app.exception_handler(SiceError)
     async def sice_error(request: Request, exc: SiceError):
-        # The vote was NOT stored: the page must not show it as saved.
+        # Database or image trouble on the server's side; for a vote it means the vote was NOT
+        # stored, and the page must not show it as saved.
         return JSONResponse({"detail": " ".join(str(exc).split())}, status_code=503)
 
     def rater_or_400(rater: str) -> str:
@@ -173,13 +174,13 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
         rater = rater_or_400(rater)
         s = scene_or_404(scene)
         order = store.display_order(rater, s.name, list(s.candidates))
-        vote = store.latest_votes(rater).get((rater, s.name), ...)
+        votes = store.latest_votes(rater)
         candidates = [{"id": store.opaque_id(s.name, name), "label": _letter(i)} for i, name in enumerate(order)]
         frames = [{"index": k, "label": p.name} for k, p in enumerate(s.frames)]
-        if vote is ...:
-            current = {"voted": False, "candidate": None}
-        else:
-            current = {"voted": True, "candidate": None if vote is None else store.opaque_id(s.name, vote)}
+        current = {"voted": False, "candidate": None}
+        if (rater, s.name) in votes:  # a vote of None is "none acceptable", not "no vote"
+            name = votes[rater, s.name]
+            current = {"voted": True, "candidate": None if name is None else store.opaque_id(s.name, name)}
         return {"name": s.name, "index": scenes.index(s), "total": len(scenes), "candidates": candidates,
                 "frames": frames, "vote": current}
 
