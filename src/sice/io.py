@@ -236,8 +236,13 @@ def _read_exif(pil: PILImage.Image):
 
 
 def _decode(path: Path, pil: PILImage.Image, fmt: str) -> tuple[np.ndarray, int]:
-    if fmt == "PNG" and _png_bit_depth(path) == 16:
-        return _decode_cv2_16(path), 16
+    if fmt == "PNG":
+        depth, colour_type = _png_ihdr(path)
+        if depth == 16:
+            arr = _decode_cv2_16(path)
+            if colour_type == 4 and arr.shape[2] == 4:  # OpenCV expands grey+alpha to BGRA
+                arr = np.ascontiguousarray(arr[..., [0, 3]])
+            return arr, 16
     if fmt == "TIFF":
         decoded = _decode_tiff(path)
         if decoded is not None:
@@ -275,12 +280,13 @@ def _decode(path: Path, pil: PILImage.Image, fmt: str) -> tuple[np.ndarray, int]
     return arr, 8
 
 
-def _png_bit_depth(path: Path) -> int:
+def _png_ihdr(path: Path) -> tuple[int, int]:
+    """(bit depth, colour type) from a PNG's IHDR; (8, -1) if it is not readable."""
     with open(path, "rb") as f:
         head = f.read(26)
     if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
-        return 8
-    return head[24]
+        return 8, -1
+    return head[24], head[25]
 
 
 def _decode_cv2_16(path: Path) -> np.ndarray:
@@ -462,19 +468,19 @@ def _encode_png16(arr: np.ndarray, *, exif: bytes | None, icc: bytes | None) -> 
     """
     import cv2
 
-    if arr.shape[2] == 3:
-        bgr = arr[..., ::-1]
-    elif arr.shape[2] == 4:
-        bgr = arr[..., [2, 1, 0, 3]]
-    elif arr.shape[2] == 2:
-        # OpenCV cannot write grey+alpha: expand to RGBA (alpha kept exactly).
-        bgr = np.concatenate([arr[..., :1]] * 3 + [arr[..., 1:]], axis=2)
+    if arr.shape[2] == 2:
+        data = _encode_png16_grey_alpha(arr)
     else:
-        bgr = arr[..., 0]
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr), [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise ValueError("OpenCV could not encode the 16-bit PNG")
-    data = buf.tobytes()
+        if arr.shape[2] == 3:
+            bgr = arr[..., ::-1]
+        elif arr.shape[2] == 4:
+            bgr = arr[..., [2, 1, 0, 3]]
+        else:
+            bgr = arr[..., 0]
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        if not ok:
+            raise ValueError("OpenCV could not encode the 16-bit PNG")
+        data = buf.tobytes()
     extra = b""
     if icc:
         extra += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc))
@@ -485,6 +491,19 @@ def _encode_png16(arr: np.ndarray, *, exif: bytes | None, icc: bytes | None) -> 
         ihdr_end = 8 + 8 + 13 + 4
         data = data[:ihdr_end] + extra + data[ihdr_end:]
     return data
+
+
+def _encode_png16_grey_alpha(arr: np.ndarray) -> bytes:
+    """16-bit grey+alpha PNG (colour type 4), which neither OpenCV nor Pillow can write.
+
+    Plain filter-0 scanlines in one zlib stream: the minimal valid encoding of the PNG spec.
+    """
+    h, w = arr.shape[:2]
+    rows = arr.astype(">u2").view(np.uint8).reshape(h, w * 4)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw, 6))
+            + _png_chunk(b"IEND", b""))
 
 
 def _encode_tiff(arr: np.ndarray, *, icc: bytes | None) -> bytes:
