@@ -29,7 +29,7 @@ from ._common import report_errors
               help="Input frames: darker or brighter than the label, or both (data.direction).")
 @click.option("--split-seed", type=int, help="Seed of the scene-level train/val/test split (data.split_seed).")
 @click.option("--full-image", "full_image", type=click.IntRange(min=8), metavar="SIZE",
-              help="Train on whole images resized to SIZE on the long side instead of patches "
+              help="Train on whole images shrunk to at most SIZE on the long side instead of patches "
               "(data.mode=full); needed by models that see the whole image.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="run.device (default auto).")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars with ETA.")
@@ -54,7 +54,7 @@ def command(dataset, model_name, run_dir, config_file, overrides, resume, init, 
         # Such a model looks at the whole (down-scaled) image: patches would train it on crops
         # it never sees at inference.
         cfg.set("data.mode=\"full\"")
-        click.echo(f"note: {cfg.model.name} sees whole images: training on whole images resized to "
+        click.echo(f"note: {cfg.model.name} sees whole images: training on whole images of at most "
                    f"{cfg.data.full_size} px (data.mode = \"full\")", err=True)
     try:
         result = train(dataset, run_dir, cfg, resume=resume, init=init, progress=progress,

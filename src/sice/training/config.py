@@ -33,7 +33,7 @@ class ModelSection:
 @dataclasses.dataclass
 class DataSection:
     #: ``"patches"``: random patch_size crops (fully convolutional models);
-    #: ``"full"``: whole images resized to full_size on the long side (models that see the
+    #: ``"full"``: whole images shrunk to full_size on the long side (models that see the
     #: whole image, ``fully_convolutional == False``).
     mode: str = "patches"
     #: Which frames are inputs: ``"under"``, ``"over"`` or ``"both"`` (sice.dataset.select_frames).
@@ -46,7 +46,7 @@ class DataSection:
     patch_size: int = 128
     #: Random patches cut from each training pair per epoch.
     patches_per_image: int = 1
-    #: ``"full"`` mode: long side after resizing (aspect kept).
+    #: ``"full"`` mode: images are shrunk (never enlarged) to this long side, aspect kept.
     full_size: int = 512
     #: Random horizontal/vertical flips and 90-degree rotations.
     augment: bool = True

@@ -266,7 +266,8 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
         split = split_scenes(scenes, ratios=cfg.data.ratios, seed=cfg.data.split_seed,
                              official_test=cfg.data.official_test)
         d = cfg.data
-        sizing = ({"long_side": d.full_size} if d.mode == "full" else {"scale": d.scale})
+        # Full mode shrinks to full_size on the long side, never enlarges (small images stay).
+        sizing = ({"max_side": d.full_size} if d.mode == "full" else {"scale": d.scale})
         need_aux = mconf.aux == "luminance_detail"
         common = dict(direction=d.direction, under_max=d.under_max, over_min=d.over_min, need_aux=need_aux,
                       aux_method=d.aux_method, aux_cache=run_dir / "aux_cache" if d.aux_cache else None)
@@ -274,7 +275,9 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                    "loading scenes", progress and info.is_main)
         train_pairs = load_pairs(split["train"], **sizing, **common, problems=problems,
                                  progress=lambda _s: bar.update())
-        val_pairs = load_pairs(split["val"], **sizing, max_side=d.val_size, **common,
+        limits = [x for x in (d.val_size, sizing.get("max_side", 0)) if x]
+        val_sizing = {**sizing, "max_side": min(limits) if limits else 0}
+        val_pairs = load_pairs(split["val"], **val_sizing, **common,
                                frames_per_scene=d.val_frames_per_scene, problems=problems,
                                progress=lambda _s: bar.update()) if info.is_main else []
         bar.close()
