@@ -33,6 +33,7 @@ from . import hdr, tonemap
 from ._common import finish
 from .gff import gff
 from .mertens import mertens, mertens_exposedness
+from .spd_mef import spd_mef
 
 __all__ = ["Generator", "GENERATORS", "available_generators", "run_generator"]
 
@@ -69,6 +70,8 @@ class Generator:
 _CITE = {
     "mertens": "T. Mertens, J. Kautz, F. Van Reeth, Exposure fusion, Pacific Graphics 2007",
     "gff": "S. Li, X. Kang, J. Hu, Image fusion with guided filtering, IEEE TIP 22(7), 2013",
+    "spd-mef": "K. Ma, H. Li, H. Yong, Z. Wang, D. Meng, L. Zhang, Robust multi-exposure image fusion: a structural "
+               "patch decomposition approach, IEEE TIP 26(5), 2017",
     "debevec": "P. Debevec, J. Malik, Recovering high dynamic range radiance maps from photographs, SIGGRAPH 1997",
     "robertson": "M. Robertson, S. Borman, R. Stevenson, Estimation-theoretic approach to dynamic range "
                  "enhancement using multiple exposures, J. Electron. Imaging 12(2), 2003",
@@ -103,6 +106,7 @@ def _table() -> dict[str, Generator]:
         Generator("mertens-exposedness", "mef", mertens_exposedness, False,
                   citation=_CITE["mertens"] + " (contrast and well-exposedness weights only)"),
         Generator("gff", "mef", gff, False, citation=_CITE["gff"]),
+        Generator("spd-mef", "mef", spd_mef, False, citation=_CITE["spd-mef"]),
     ]
     for merge, tmo in [("debevec", "reinhard"), ("debevec", "drago"), ("debevec", "mantiuk"),
                        ("debevec", "durand")]:
