@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._bilateral import bilateral_slice
 from ._registry import ModelConfig, register_model
 
 THUMB = 256  # side of the square thumbnail the grid network sees
@@ -106,18 +107,10 @@ class GainGrid(nn.Module):
     def slice(self, grid: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Trilinear slicing of ``grid`` at ``x``'s pixels -> (B, 3, H, W) log2 gains.
 
-        Written as bilinear upsampling of each intensity level followed by hat weights over
-        levels, which equals trilinear interpolation and exports to ONNX with plain ops.
+        Shared with ``hdrnet``: see :func:`sice.models._bilateral.bilateral_slice` (bilinear
+        upsampling of each intensity level + hat weights over levels == trilinear; plain ONNX ops).
         """
-        h, w = x.shape[-2:]
-        pos = self.guide(x) * (self.bins - 1)  # (B, 1, H, W) in [0, bins-1]
-        out = None
-        for d in range(self.bins):
-            level = F.interpolate(grid[:, :, d], size=(h, w), mode="bilinear", align_corners=False)
-            weight = F.relu(1.0 - (pos - d).abs())
-            term = level * weight
-            out = term if out is None else out + term
-        return out
+        return bilateral_slice(grid, self.guide(x))
 
     @staticmethod
     def thumbnail(x: torch.Tensor) -> torch.Tensor:
