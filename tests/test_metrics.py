@@ -178,6 +178,14 @@ def test_compute_metrics_reports_what_it_cannot_compute():
     s = M.compute_metrics(out, ["fsim", "fsimc", "ssim"], reference=ref)
     assert (s["fsim"], s["fsimc"]) == M.feature_similarity(out, ref)
     assert s["ssim"] == M.ssim(out, ref)
+    memo: dict = {}  # the reference's features are shared between outputs, results unchanged
+    for o in (out, _noisy(ref, 0.1)):
+        s = M.compute_metrics(o, ["fsim", "fsimc"], reference=ref, memo=memo)
+        assert (s["fsim"], s["fsimc"]) == M.feature_similarity(o, ref)
+    assert "fsim" in memo
+    other = synthetic_scene(32, 40, seed=9)  # a new reference invalidates the memo
+    s = M.compute_metrics(out, ["fsim", "ssim"], reference=other, memo=memo)
+    assert s["fsim"] == M.fsim(out, other) and s["ssim"] == pytest.approx(M.ssim(out, other), abs=1e-12)
     with pytest.raises(ValueError, match="unknown metric"):
         M.compute_metrics(out, ["nope"], reference=ref)
 

@@ -216,7 +216,11 @@ def _evaluate_item(task: tuple) -> tuple[list[dict], list[tuple[str, str]], int]
         except (SiceError, OSError, ValueError):
             frames = None
 
+    # float64 once here, so that no metric converts (copies) them again per method.
+    original64 = original.astype(np.float64)
+    reference = None if reference is None else reference.astype(np.float64)
     computed = 0
+    memo: dict = {}  # the reference's FSIM features, shared by all methods of this item
     for m, png, js, cached in todo:
         rec = dict(base, method=m, status="ok", error="", output=str(png.relative_to(out_dir)))
         try:
@@ -228,7 +232,7 @@ def _evaluate_item(task: tuple) -> tuple[list[dict], list[tuple[str, str]], int]
             else:
                 fn = resolve_method(m)
                 t0 = time.perf_counter()
-                out = np.asarray(fn(original))
+                out = np.asarray(fn(original.copy()))  # a method must not alter the shared input
                 rec["seconds"] = time.perf_counter() - t0
                 if out.shape != original.shape:
                     raise ValueError(f"method returned shape {out.shape} for input {original.shape}")
@@ -237,7 +241,8 @@ def _evaluate_item(task: tuple) -> tuple[list[dict], list[tuple[str, str]], int]
                 out = _quantise(out)
                 write_image(png, out)
                 computed += 1
-            scores = compute_metrics(out, metric_names, reference=reference, original=original, frames=frames)
+            scores = compute_metrics(out, metric_names, reference=reference, original=original64, frames=frames,
+                                     memo=memo)
             if ref_problem:
                 scores = {k: (ref_problem if isinstance(v, str) and v.startswith("no reference") else v)
                           for k, v in scores.items()}
