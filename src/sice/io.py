@@ -168,6 +168,10 @@ def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> Ima
         raise ImageReadError(path, "not an image file, or a format sice cannot read") from None
     except OSError as exc:
         raise ImageReadError(path, f"cannot open: {exc.strerror or exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # fuzzing: Pillow's plugins raise ValueError etc. on crafted headers
+        raise ImageReadError(path, f"cannot open: corrupt or unsupported file ({_one_line(exc)})") from None
     with pil:
         fmt = pil.format
         if fmt == "MPO":  # multi-picture JPEG from some cameras: the first picture is the photo
@@ -181,23 +185,30 @@ def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> Ima
                 "(raise it with --max-pixels or SICE_MAX_PIXELS if the file is trusted)")
         if w < 1 or h < 1:
             raise ImageReadError(path, f"invalid size {w}x{h}")
-        if getattr(pil, "n_frames", 1) > 1 and fmt != "JPEG" and fmt != "TIFF":
-            raise ImageReadError(path, f"animated {fmt} ({pil.n_frames} frames) is not supported")
+        try:
+            n_frames = getattr(pil, "n_frames", 1)
+        except MemoryError:
+            raise
+        except Exception as exc:  # fuzzing: counting TIFF frames walks every IFD (TypeError, ...)
+            raise ImageReadError(path, f"cannot decode: corrupt {fmt} data ({_one_line(exc)})") from None
+        if n_frames > 1 and fmt != "JPEG" and fmt != "TIFF":
+            raise ImageReadError(path, f"animated {fmt} ({n_frames} frames) is not supported")
         exif_obj = _read_exif(pil)
         icc = pil.info.get("icc_profile") or None
         try:
-            pixels, bit_depth = _decode(path, pil, fmt)
-        except ImageReadError:
+            pixels, bit_depth = _decode(path, pil, fmt, limit)
+        except (ImageReadError, MemoryError):
             raise
-        except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, KeyError) as exc:
-            reason = str(exc) or type(exc).__name__
+        except Exception as exc:  # decoders raise many types on corrupt data (fuzzing found
+            # zlib.error, ZeroDivisionError and TypeError besides OSError/ValueError/struct.error)
+            reason = _one_line(exc)
             if "truncated" in reason.lower() or isinstance(exc, (EOFError, struct.error)):
                 reason = f"truncated or corrupt {fmt} data ({reason})"
             raise ImageReadError(path, f"cannot decode: {reason}") from None
     orientation = 1
     exif_bytes = None
     if exif_obj is not None:
-        orientation = int(exif_obj.get(_EXIF_ORIENTATION, 1) or 1)
+        orientation = _orientation(exif_obj)
         if orientation != 1:
             exif_obj[_EXIF_ORIENTATION] = 1
         try:
@@ -208,19 +219,34 @@ def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> Ima
     return ImageFile(np.ascontiguousarray(pixels), fmt, bit_depth, exif_bytes, icc, path)
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line for an error message (library messages may span lines)."""
+    return " ".join((str(exc) or type(exc).__name__).split())
+
+
+def _orientation(exif) -> int:
+    """The EXIF orientation 1-8; 1 when it is missing or not a number (corrupt EXIF must not
+    cost the picture: fuzzing found tuples and strings there)."""
+    try:
+        value = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+    except (TypeError, ValueError, OverflowError):
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
 def _read_tiff_only(path: Path, limit: int) -> ImageFile:
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
-            shape = tif.pages[0].shape
+            _check_tiff_size(path, tif.pages[0].shape, limit)
             icc_tag = tif.pages[0].tags.get(_TIFF_ICC_TAG)
             icc = bytes(icc_tag.value) if icc_tag is not None else None
+    except (ImageReadError, MemoryError):
+        raise
     except Exception as exc:  # tifffile raises several types for corrupt files
-        raise ImageReadError(path, f"cannot decode: corrupt TIFF ({exc})") from None
-    if len(shape) >= 2 and shape[0] * shape[1] > limit:
-        raise ImageReadError(path, f"{shape[1]}x{shape[0]} exceeds the limit of {limit / 1e6:.0f} megapixels")
-    decoded = _decode_tiff(path)
+        raise ImageReadError(path, f"cannot decode: corrupt TIFF ({_one_line(exc)})") from None
+    decoded = _decode_tiff(path, limit)
     if decoded is None:
         raise ImageReadError(path, "unsupported TIFF variant")
     return ImageFile(np.ascontiguousarray(decoded[0]), "TIFF", decoded[1], None, icc, path)
@@ -235,7 +261,7 @@ def _read_exif(pil: PILImage.Image):
     return exif
 
 
-def _decode(path: Path, pil: PILImage.Image, fmt: str) -> tuple[np.ndarray, int]:
+def _decode(path: Path, pil: PILImage.Image, fmt: str, limit: int) -> tuple[np.ndarray, int]:
     if fmt == "PNG":
         depth, colour_type = _png_ihdr(path)
         if depth == 16:
@@ -244,7 +270,7 @@ def _decode(path: Path, pil: PILImage.Image, fmt: str) -> tuple[np.ndarray, int]
                 arr = np.ascontiguousarray(arr[..., [0, 3]])
             return arr, 16
     if fmt == "TIFF":
-        decoded = _decode_tiff(path)
+        decoded = _decode_tiff(path, limit)
         if decoded is not None:
             return decoded
     pil.load()
@@ -305,7 +331,20 @@ def _decode_cv2_16(path: Path) -> np.ndarray:
     return arr
 
 
-def _decode_tiff(path: Path) -> tuple[np.ndarray, int] | None:
+def _check_tiff_size(path: Path, shape, limit: int) -> None:
+    """Refuse a TIFF page whose own shape (tifffile's reading, which may differ from Pillow's on
+    a crafted file) exceeds the pixel limit, or holds more than 4 samples per allowed pixel,
+    before anything is allocated (found by fuzzing)."""
+    dims = [int(d) for d in shape]
+    if len(dims) < 2:
+        raise ImageReadError(path, f"unsupported TIFF layout {tuple(dims)}")
+    pixels, samples = dims[0] * dims[1], int(np.prod(dims, dtype=object))
+    if pixels > limit or samples > 4 * limit:
+        raise ImageReadError(path, f"{'x'.join(map(str, dims))} samples exceed the limit of "
+                                   f"{limit / 1e6:.0f} megapixels")
+
+
+def _decode_tiff(path: Path, limit: int) -> tuple[np.ndarray, int] | None:
     """16-bit and float TIFFs via tifffile; None lets Pillow take ordinary 8-bit ones."""
     import tifffile
 
@@ -317,9 +356,12 @@ def _decode_tiff(path: Path) -> tuple[np.ndarray, int] | None:
             if dtype is None or dtype == np.uint8 or photometric not in (
                     tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
                 return None
+            _check_tiff_size(path, page.shape, limit)
             arr = page.asarray()
-    except (tifffile.TiffFileError, ValueError, IndexError, KeyError) as exc:
-        raise ImageReadError(path, f"cannot decode: corrupt TIFF ({exc})") from None
+    except (ImageReadError, MemoryError):
+        raise
+    except Exception as exc:  # tifffile raises many types on corrupt files (zlib.error, ZeroDivisionError...)
+        raise ImageReadError(path, f"cannot decode: corrupt TIFF ({_one_line(exc)})") from None
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
