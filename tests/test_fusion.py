@@ -1,6 +1,8 @@
 """Reference generators (sice.fusion) on synthetic brackets with known radiance, and on real stacks."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -35,12 +37,13 @@ def stack():
     return bracket(synthetic_radiance())
 
 
-def _in_process() -> list[str]:
-    return [n for n, g in fusion.GENERATORS.items() if not g.requires]
+def _usable() -> list[str]:
+    """Every generator that can run here (external tools when installed)."""
+    return fusion.available_generators()[0]
 
 
 def test_table_is_complete_and_well_formed():
-    assert len(fusion.GENERATORS) >= 8
+    assert len(fusion.GENERATORS) >= 13
     for name, gen in fusion.GENERATORS.items():
         assert gen.name == name
         assert gen.family in ("mef", "hdr")
@@ -48,24 +51,51 @@ def test_table_is_complete_and_well_formed():
         assert gen.citation and gen.fn.__doc__
 
 
-@pytest.mark.parametrize("name", _in_process())
+@pytest.mark.parametrize("name", _usable())
 def test_generator_output_contract(name, stack):
     frames, times = stack
     out = fusion.run_generator(name, frames, times)
     assert out.shape == frames[0].shape and out.dtype == np.float32
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
-    assert 0.15 < out.mean() < 0.85, f"{name}: mean {out.mean():.3f} is not a sane exposure"
+    assert 0.1 < out.mean() < 0.85, f"{name}: mean {out.mean():.3f} is not a sane exposure"
     for f in frames:
         assert np.abs(out - f).mean() > 0.01, f"{name} returned a copy of an input frame"
 
 
-@pytest.mark.parametrize("name", _in_process())
+@pytest.mark.parametrize("name", _usable())
 def test_fusion_widens_usable_range(name, stack):
     """The fused image keeps detail where the middle frame is clipped: fewer clipped pixels."""
     frames, times = stack
     out = fusion.run_generator(name, frames, times)
     clipped = lambda img: float(np.mean((img.max(-1) >= 0.99) | (img.max(-1) <= 0.01)))  # noqa: E731
     assert clipped(out) < clipped(frames[1])
+
+
+def test_external_tool_failures_raise_named_errors(tmp_path, monkeypatch):
+    from sice.fusion import external
+
+    with pytest.raises(external.ExternalToolError, match=r"^false: failed \(exit 1\)"):
+        external._run(["false"], cwd=tmp_path)
+    with pytest.raises(external.ExternalToolError, match="^no-such-tool-xyz: cannot run"):
+        external._run(["no-such-tool-xyz"], cwd=tmp_path)
+    monkeypatch.setattr(external, "TIMEOUT_S", 0.2)
+    with pytest.raises(external.ExternalToolError, match="^sleep: timed out"):
+        external._run(["sleep", "5"], cwd=tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("pfshdrcalibrate") is None, reason="pfstools not installed")
+def test_pfshdrcalibrate_recovers_radiance_up_to_scale(stack):
+    """The pfs stream's Y channel correlates with the true luminance (log) like OpenCV's merge."""
+    from sice.fusion import external
+
+    frames, times = stack
+    stream = external.pfs_hdr_stream(frames, times)
+    header, _, data = stream.partition(b"ENDH")
+    w, h = map(int, header.split(b"\n")[1].split())
+    channels = [ln for ln in header.split(b"\n") if ln in (b"X", b"Y", b"Z")]
+    y = np.frombuffer(data[: 4 * w * h * len(channels)], "<f4").reshape(len(channels), h, w)[channels.index(b"Y")]
+    lum_true = np.log(synthetic_radiance() @ [0.2126, 0.7152, 0.0722])
+    assert np.corrcoef(lum_true.ravel(), np.log(np.maximum(y, 1e-9)).ravel())[0, 1] >= 0.98
 
 
 def test_debevec_recovers_radiance_up_to_scale(stack):

@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import hdr, tonemap
+from . import external, hdr, tonemap
 from ._common import finish
 from .gff import gff
 from .mertens import mertens, mertens_exposedness
@@ -80,6 +80,21 @@ _CITE = {
     "mantiuk": "R. Mantiuk, K. Myszkowski, H.-P. Seidel, A perceptual framework for contrast processing of HDR "
                "images, ACM TAP 3(3), 2006",
     "durand": "F. Durand, J. Dorsey, Fast bilateral filtering for the display of HDR images, SIGGRAPH 2002",
+    "enfuse": "Enblend/Enfuse (Hugin), after T. Mertens, J. Kautz, F. Van Reeth, Exposure fusion, PG 2007",
+    "pfshdrcalibrate": "pfstools pfshdrcalibrate: M. Robertson, S. Borman, R. Stevenson, J. Electron. Imaging "
+                       "12(2), 2003",
+    "drago03": "F. Drago et al., Adaptive logarithmic mapping for displaying high contrast scenes, CGF 2003",
+    "durand02": "F. Durand, J. Dorsey, Fast bilateral filtering for the display of HDR images, SIGGRAPH 2002",
+    "fattal02": "R. Fattal, D. Lischinski, M. Werman, Gradient domain high dynamic range compression, "
+                "SIGGRAPH 2002",
+    "mantiuk06": "R. Mantiuk, K. Myszkowski, H.-P. Seidel, A perceptual framework for contrast processing of HDR "
+                 "images, ACM TAP 2006",
+    "reinhard05": "E. Reinhard, K. Devlin, Dynamic range reduction inspired by photoreceptor physiology, IEEE TVCG "
+                  "2005",
+    "mai11": "Z. Mai et al., Optimizing a tone curve for backward-compatible high dynamic range image and video "
+             "compression, IEEE TIP 20(6), 2011",
+    "luminance-hdr": "Luminance HDR (luminance-hdr-cli): Debevec & Malik merge, SIGGRAPH 1997; M. Ashikhmin, "
+                     "A tone mapping algorithm for high contrast images, EGWR 2002",
 }
 
 _MERGES = {"debevec": hdr.debevec_radiance}
@@ -100,6 +115,18 @@ def _hdr_generator(merge: str, tmo: str) -> Callable:
     return generate
 
 
+def _pfs_generator(operator: str) -> Callable:
+    """pfshdrcalibrate merge followed by ``pfstmo_<operator>``, as one generator function."""
+
+    def generate(frames: Sequence[np.ndarray], exposure_times: np.ndarray | None) -> np.ndarray:
+        return external.pfs_tonemap(operator, frames, exposure_times)
+
+    generate.__name__ = f"pfs_{operator}"
+    generate.__doc__ = (f"pfstools: pfshdrcalibrate (Robertson) merge, then pfstmo_{operator}.\n\n"
+                        f"References: {_CITE['pfshdrcalibrate']}; {_CITE[operator]}.")
+    return generate
+
+
 def _table() -> dict[str, Generator]:
     gens = [
         Generator("mertens", "mef", mertens, False, citation=_CITE["mertens"]),
@@ -112,6 +139,13 @@ def _table() -> dict[str, Generator]:
                        ("debevec", "durand")]:
         gens.append(Generator(f"{merge}-{tmo}", "hdr", _hdr_generator(merge, tmo), True,
                               citation=f"{_CITE[merge]}; {_CITE[tmo]}"))
+    gens.append(Generator("enfuse", "mef", external.enfuse, False, ("enfuse",), _CITE["enfuse"]))
+    for op in external.PFS_OPERATORS:
+        gens.append(Generator(f"pfs-{op}", "hdr", _pfs_generator(op), True,
+                              ("pfsinhdrgen", "pfsin", "pfstag", "pfshdrcalibrate", f"pfstmo_{op}", "pfsgamma", "pfsout"),
+                              f"{_CITE['pfshdrcalibrate']}; {_CITE[op]}"))
+    gens.append(Generator("luminance-hdr", "hdr", external.luminance_hdr, True, ("luminance-hdr-cli",),
+                          _CITE["luminance-hdr"]))
     return {g.name: g for g in gens}
 
 
