@@ -18,6 +18,7 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.ndimage import median_filter
 
 #: Defaults of :func:`assess`, chosen on the 209 sice512 sequences (docs/dataset.md): the tripod
 #: sequences score below 0.01, hand-held static ones below 0.03.
@@ -30,6 +31,8 @@ MAX_SHIFT_FRACTION = 0.06
 GHOST_RESIDUAL = 0.1
 #: Range of values (of [0, 1]) in which both frames of a pair must lie for a pixel to be judged.
 _JUDGED = (0.04, 0.96)
+#: Grey levels with fewer pixels than this are interpolated in :func:`intensity_mapping`.
+_MIN_LEVEL_COUNT = 4
 
 
 @dataclasses.dataclass
@@ -108,9 +111,39 @@ def estimate_shifts(frames: Sequence[np.ndarray], *, reference: int | None = Non
     shifts = np.zeros((n, 2))
     for i in list(range(ref + 1, n)) + list(range(ref - 1, -1, -1)):
         toward = i - 1 if i > ref else i + 1
-        dx, dy = mtb.calculateShift(grey[toward], grey[i])
-        shifts[i] = shifts[toward] + (dx, dy)
+        found = np.array(mtb.calculateShift(grey[toward], grey[i]), dtype=np.float64)
+        if found.any() and not _better_than_none(grey[toward], grey[i], found):
+            found[:] = 0
+        shifts[i] = shifts[toward] + found
     return shifts
+
+
+def _better_than_none(fixed: np.ndarray, moving: np.ndarray, shift: np.ndarray) -> bool:
+    """Whether ``shift`` makes ``moving`` agree with ``fixed`` better than no shift at all.
+
+    MTB has no notion of failure: on a nearly black or nearly white frame its bitmaps are noise
+    and it returns an arbitrary shift (on sice512, the darkest frames "moved" by 31 or 63 px, the
+    largest shifts the pyramid allows). A shift is kept only if it lowers the disagreement after
+    intensity mapping (the ghost measure of :func:`ghost_score`) by at least 10 %.
+    """
+    margin = int(np.abs(shift).max()) + 1
+    h, w = fixed.shape
+    if 2 * margin >= min(h, w):
+        return False
+    inner = (slice(margin, h - margin), slice(margin, w - margin))
+    shifted = shift_image(moving, *shift)
+    errors = [_mapped_difference(fixed[inner], m[inner]) for m in (moving, shifted)]
+    return errors[1] < 0.9 * errors[0]
+
+
+def _mapped_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean |g(b) - a| (grey levels) over pixels judged in both, g mapping b's levels onto a's."""
+    lo, hi = (round(v * 255) for v in _JUDGED)
+    judged = (a >= lo) & (a <= hi) & (b >= lo) & (b <= hi)
+    if judged.sum() < 64:
+        return float("inf")
+    mapped = intensity_mapping(b, a)[b]
+    return float(np.abs(mapped - a.astype(np.float32))[judged].mean())
 
 
 def shift_image(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
@@ -177,7 +210,11 @@ def _refine_ecc(frames, shifts, ref) -> tuple[np.ndarray, bool]:
     for i in list(range(ref + 1, len(frames))) + list(range(ref - 1, -1, -1)):
         toward = i - 1 if i > ref else i + 1
         template = shift_image(grey[toward].astype(np.float32), *shifts[toward])
-        moving = intensity_mapping(grey[i], grey[toward])[grey[i]].astype(np.float32)
+        # The mapping is estimated on the MTB-aligned pair (it needs corresponding pixels) and
+        # applied to the unshifted frame, which ECC then moves.
+        lut = intensity_mapping(shift_image(grey[i], *np.round(shifts[i])),
+                                shift_image(grey[toward], *np.round(shifts[toward])))
+        moving = lut[grey[i]].astype(np.float32)
         # ECC's warp maps template coordinates into the moving image: moving(x + t) ~ template(x),
         # so the shift that aligns the moving frame is -t.
         warp = np.array([[1, 0, -shifts[i][0]], [0, 1, -shifts[i][1]]], dtype=np.float32)
@@ -195,15 +232,19 @@ def _refine_ecc(frames, shifts, ref) -> tuple[np.ndarray, bool]:
 
 
 def intensity_mapping(source: np.ndarray, target: np.ndarray, levels: int = 256) -> np.ndarray:
-    """Monotonic intensity mapping function from ``source`` to ``target`` by histogram matching.
+    """Monotonic intensity mapping function from ``source`` to ``target`` (aligned frames).
 
-    For two exposures of a static scene, the brightness order of pixels is the same in both, so
-    the mapping that equalises their cumulative histograms maps one frame's values onto the
-    other's without knowing the camera response or the exposure ratio (Grossberg & Nayar).
+    For two exposures of a static scene, each source level maps to one target level whatever
+    the camera response and exposure ratio (the comparametric function, Mann 2000). It is
+    estimated as the median target value of the pixels at each source level, made
+    non-decreasing, with empty levels interpolated. The median makes it robust: a moving
+    object changes a minority of the pixels of a level and does not bend the mapping (matching
+    histograms would, since the object changes the whole histogram).
 
     Parameters
     ----------
     source, target : (H, W) uint8 ndarray
+        Aligned grey images.
     levels : int
         Number of grey levels (256 for uint8).
 
@@ -214,17 +255,31 @@ def intensity_mapping(source: np.ndarray, target: np.ndarray, levels: int = 256)
 
     Notes
     -----
-    Written here because OpenCV has no histogram matching; scikit-image's ``match_histograms``
-    is a test-only dependency of sice (and is what the tests compare against).
+    Written here because neither OpenCV nor SciPy offers a per-level median of a joint
+    histogram.
+
+    References
+    ----------
+    .. [1] S. Mann, "Comparametric equations with practical applications in quantigraphic image
+       processing", IEEE TIP 9(8), 2000.
     """
-    src_cdf = np.cumsum(np.bincount(source.ravel(), minlength=levels)[:levels]).astype(np.float64)
-    tgt_cdf = np.cumsum(np.bincount(target.ravel(), minlength=levels)[:levels]).astype(np.float64)
-    src_cdf /= src_cdf[-1]
-    tgt_cdf /= tgt_cdf[-1]
-    # Map each source level to the target level at the same quantile (mid-bin of the source).
-    src_mid = src_cdf - 0.5 * np.diff(np.concatenate([[0.0], src_cdf]))
-    tgt_mid = tgt_cdf - 0.5 * np.diff(np.concatenate([[0.0], tgt_cdf]))
-    return np.interp(src_mid, tgt_mid, np.arange(levels)).astype(np.float32)
+    s = np.asarray(source).ravel()
+    t = np.asarray(target).ravel()
+    order = np.lexsort((t, s))  # by source level, then target value
+    t_sorted = t[order].astype(np.float32)
+    counts = np.bincount(s, minlength=levels)[:levels]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    # Levels with a handful of pixels give noisy medians; they are interpolated instead, and
+    # a running median over levels removes the odd spike before monotonicity is enforced
+    # (a spike would otherwise propagate to every higher level).
+    present = np.flatnonzero(counts >= _MIN_LEVEL_COUNT)
+    if present.size == 0:
+        present = np.flatnonzero(counts)
+    lower = t_sorted[starts[present] + (counts[present] - 1) // 2]
+    upper = t_sorted[starts[present] + counts[present] // 2]
+    medians = median_filter(0.5 * (lower + upper), size=5, mode="nearest")
+    mapping = np.interp(np.arange(levels), present, medians)
+    return np.maximum.accumulate(mapping).astype(np.float32)
 
 
 def ghost_score(frames: Sequence[np.ndarray], *, max_side: int = 256,
@@ -251,8 +306,8 @@ def ghost_score(frames: Sequence[np.ndarray], *, max_side: int = 256,
 
     Notes
     -----
-    For a pair (a, b) the intensity mapping function g (:func:`intensity_mapping`) predicts b
-    from a; a pixel judged in both frames is a ghost pixel when |g(a) - b| > ``residual``.
+    For a pair (a, b) the robust intensity mapping function g (:func:`intensity_mapping`)
+    predicts b from a; a pixel judged in both frames is a ghost pixel when |g(a) - b| > ``residual``.
     Motion gives large residuals where an object is in one frame and not the other; a static
     scene gives only noise-level residuals, because g absorbs the exposure change and the
     camera response.

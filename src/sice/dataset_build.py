@@ -50,6 +50,8 @@ NOT_SCENES = {"label", "candidates"}
 FORMAT = "sice-dataset/1"
 SELECTIONS = ("mef-ssim", "votes")
 FRAME_EXTENSIONS = ("jpg", "png")
+#: Exposure differences below this (EV) do not reorder frames (estimation noise, repeated shots).
+ORDER_TOLERANCE_EV = 0.1
 
 #: A generator as the builder calls it: (frames dark->bright, relative exposure times) -> image.
 GeneratorFn = Callable[[list, np.ndarray], np.ndarray]
@@ -242,7 +244,11 @@ def build_scene(source: SceneSource, dataset: os.PathLike | str, options: BuildO
         ev = estimate.ev
         exposure_info = {"source": "estimated", "response": "srgb", "residual_ev": round(estimate.residual, 4),
                          "weak_frames": estimate.weak}
-    order = [int(i) for i in np.argsort(ev, kind="stable")]
+    # Files already ordered dark to bright (within 0.1 EV: SICE repeats some exposures) keep
+    # their order; otherwise they are sorted by exposure.
+    ev = np.asarray(ev, dtype=np.float64)
+    in_order = bool(np.all(np.diff(ev) >= -ORDER_TOLERANCE_EV))
+    order = list(range(len(ev))) if in_order else [int(i) for i in np.argsort(ev, kind="stable")]
     ev = np.asarray(ev, dtype=np.float64)[order] - ev[order[0]]
     frames = [frames[i] for i in order]
     files = [files[i] for i in order]

@@ -252,6 +252,8 @@ def estimate_exposures(frames: Sequence[np.ndarray], *, response="srgb", max_sid
         raise ValueError(f"well_exposed must satisfy 0 <= low < high <= 1, got {well_exposed}")
     if max_side < 8:
         raise ValueError(f"max_side must be >= 8, got {max_side}")
+    import cv2
+
     inverse = _inverse_response(response)
     # Linearise and test the range at full resolution, then reduce: averaging encoded values,
     # or letting a clipped pixel hide inside an average, biases the ratios by tenths of an EV.
@@ -259,7 +261,9 @@ def estimate_exposures(frames: Sequence[np.ndarray], *, response="srgb", max_sid
     for f in frames:
         f = np.asarray(f, np.float32)
         small.append(_reduce(inverse(f), max_side))
-        good = ((f >= low) & (f <= high)).astype(np.float32)
+        # JPEG ringing leaves values below `high` right next to clipped areas: keep a margin.
+        clipped = cv2.dilate((f > high).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        good = ((f >= low) & ~clipped).astype(np.float32)
         ok.append(_reduce(good, max_side) > 0.999)
     logs = [np.log2(np.maximum(s, 1e-8)) for s in small]
 
