@@ -189,9 +189,9 @@ def run_caffe_net(layers, rgb: np.ndarray, aux: np.ndarray | None, *, order: str
         blobs["dataL"] = np.concatenate([x, a[:1]])
         blobs["dataD"] = np.concatenate([x, a[1:]])
     for layer in layers:
-        ins = [blobs[b] for b in layer.bottom]
-        if layer.type in ("HDF5Data", "Data"):
+        if layer.type in ("HDF5Data", "Data") or layer.type.endswith("Loss"):
             continue
+        ins = [blobs[b] for b in layer.bottom]
         if layer.type == "Split":
             out = ins[0]
             for t in layer.top:
@@ -212,8 +212,6 @@ def run_caffe_net(layers, rgb: np.ndarray, aux: np.ndarray | None, *, order: str
             out = space_to_depth(ins[0], 4, order) if down else depth_to_space(ins[0], 4, order)
         elif layer.type == "PixelConv":
             out = ins[0] * ins[1]
-        elif layer.type.endswith("Loss"):
-            continue
         else:
             raise NotImplementedError(layer.type)
         blobs[layer.top[0]] = out
