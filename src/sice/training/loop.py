@@ -320,6 +320,8 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
             _set_rng_state(payload["rng"])
 
         cfg_dict = cfg.to_dict()
+        # Where the starting weights came from, kept across --resume.
+        init_source = os.fspath(init) if init is not None else (payload or {}).get("meta", {}).get("init")
         train_log = val_log = None
         if info.is_main:
             _atomic_text(run_dir / "config.toml", dumps_toml(cfg_dict))
@@ -338,6 +340,8 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                      "log_window": [window_loss, window_n]}
             meta = {"source": "sice train", "dataset": os.fspath(dataset), "step": step, "epoch": epoch,
                     "loss": dict(cfg.loss), "direction": d.direction}
+            if init_source:
+                meta["init"] = init_source
             if val:
                 meta["val"] = val
             save_checkpoint(path, model, meta=meta, extra=extra)
