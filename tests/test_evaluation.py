@@ -128,6 +128,7 @@ def test_bad_input_is_reported_per_image_never_skipped(tmp_path, monkeypatch):
     data = _built_dataset(tmp_path / "data", scenes=("001", "002", "003"))
     (data / "Label" / "002.png").unlink()  # missing label
     write_image(data / "Label" / "003.png", synthetic_scene(30, 30))  # size mismatch
+    (data / "001" / "1.png").write_bytes(b"not a png")  # unreadable input
 
     def flaky(img):
         if img.mean() > 0.5:
@@ -141,7 +142,9 @@ def test_bad_input_is_reported_per_image_never_skipped(tmp_path, monkeypatch):
     assert by[("002", 1, "identity")].metrics["psnr"] == "no reference (missing label)"
     assert isinstance(by[("002", 1, "identity")].metrics["loe"], float)
     assert by[("003", 1, "identity")].metrics["ssim"].startswith("size mismatch: input 48x40, reference 30x30")
-    failed = [r for r in res.records if r.status == "failed"]
+    unreadable = [r for r in res.records if r.scene == "001" and r.index == 1]
+    assert len(unreadable) == 2 and all(r.status == "failed" and "cannot read input" in r.error for r in unreadable)
+    failed = [r for r in res.records if r.status == "failed" and r not in unreadable]
     assert failed and all(r.method == "flaky" and "boom" in r.error for r in failed)
     reasons = " ".join(why for _, why in res.problems)
     assert "missing label" in reasons and "size mismatch" in reasons and "boom" in reasons
@@ -194,3 +197,31 @@ def test_real_sequences_without_labels(shared_data, tmp_path):
     assert len(res.items) >= 4
     assert all(r.status == "ok" and r.metrics["psnr"].startswith("no reference") for r in res.records)
     assert all(r.metrics["loe"] >= 0 for r in res.records)
+
+
+def test_a_model_that_cannot_load_is_one_error_before_any_work(tmp_path):
+    from sice.errors import ModelError
+
+    data = _built_dataset(tmp_path / "data", scenes=("001",), n=3)
+    with pytest.raises(ModelError, match="no-such-model"):
+        evaluate(data, ["identity", "no-such-model"], out_dir=tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_registered_model_runs_through_the_enhancer(tmp_path):
+    data = _built_dataset(tmp_path / "data", scenes=("001",), n=3, h=24, w=32)
+    res = evaluate(data, ["sice2018-residual:untrained"], protocol="levels", out_dir=tmp_path / "r",
+                   metrics=["psnr"], progress=False)
+    assert [r.status for r in res.records] == ["ok", "ok"]
+    assert all(isinstance(r.metrics["psnr"], float) for r in res.records)
+    assert (tmp_path / "r" / res.records[0].output).is_file()
+
+
+def test_bench_projects_to_209_sequences(tmp_path):
+    from sice.evaluation.bench import bench_eval
+
+    data = _built_dataset(tmp_path / "data", scenes=("001", "002"), n=3, h=24, w=32)
+    out = bench_eval(data, methods=["identity", "he"], workers=1, progress=False)
+    assert out["images"] == 4 and out["runs"] == 8 and out["failed"] == 0 and out["labelled"]
+    assert out["projected_s"] == pytest.approx(out["seconds"] * 209 / 2)
+    assert "projected to 209 sequences" in out["line"] and set(out["per_method_s"]) == {"identity", "he"}

@@ -67,3 +67,21 @@ def command(dataset, methods, protocol, output, metrics, workers, limit, split, 
     click.echo(f"{len(result.items)} images x {len(result.methods)} methods, protocol {protocol}, "
                f"{result.seconds:.1f} s ({result.computed} computed); report: {paths['markdown']}", err=True)
     report.finish("results")
+
+
+@click.command(name="eval")
+@click.argument("dataset", required=False, type=click.Path(path_type=Path))
+@click.option("-j", "--workers", type=click.IntRange(1, None), default=2, show_default=True, help="Worker processes.")
+@click.option("--limit", type=click.IntRange(1, None), default=None, help="Only the first N scenes (quick look).")
+@click.option("-m", "--methods", default=",".join(_BASELINES), show_default=True, metavar="LIST")
+@report_errors
+def bench_command(dataset, workers, limit, methods):
+    """Time the classic baselines with the `levels` protocol and the default metrics.
+
+    DATASET defaults to data-built/sice512 (labelled) or else ../shared/data/sice512. Target of
+    issue #8: the 209 sequences at 512x512 in at most 10 minutes.
+    """
+    from ..evaluation.bench import bench_eval
+
+    out = bench_eval(dataset, methods=_csv(methods), workers=workers, limit=limit)
+    click.echo(out["line"])

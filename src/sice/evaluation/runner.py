@@ -316,6 +316,8 @@ def evaluate(dataset: os.PathLike | str, methods: Sequence[str], *, protocol: st
         The dataset folder is unusable as a whole.
     ValueError
         Unknown protocol, metric or split; no method; ``workers`` < 1.
+    ModelError
+        A method is neither a baseline nor a loadable model.
     """
     from ..dataset import read_sice_layout, split_scenes
 
@@ -331,6 +333,10 @@ def evaluate(dataset: os.PathLike | str, methods: Sequence[str], *, protocol: st
         raise ValueError(f"workers must be >= 1, got {workers}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
+    # A model that cannot be loaded at all is a usage error, reported once before any work
+    # (failures on single images are still reported per image).
+    for m in methods:
+        resolve_method(m)
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
