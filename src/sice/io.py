@@ -11,6 +11,7 @@ Decoders: Pillow for 8-bit files (JPEG, PNG, BMP, WebP, 8-bit TIFF), OpenCV for 
 from __future__ import annotations
 
 import dataclasses
+import io as _io
 import os
 import struct
 import tempfile
@@ -158,7 +159,10 @@ def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> Ima
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
     try:
-        pil = PILImage.open(path)
+        # From memory, not the file: Pillow reads chunks with file.read(n), n taken from the file,
+        # and a buffered file allocates all n bytes first (4 GiB for a crafted 600-byte PNG,
+        # found by fuzzing); BytesIO.read(n) returns what there is.
+        pil = PILImage.open(_io.BytesIO(path.read_bytes()))
     except PILImage.UnidentifiedImageError:
         with open(path, "rb") as f:
             magic = f.read(4)
@@ -193,7 +197,7 @@ def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> Ima
             raise ImageReadError(path, f"cannot decode: corrupt {fmt} data ({_one_line(exc)})") from None
         if n_frames > 1 and fmt != "JPEG" and fmt != "TIFF":
             raise ImageReadError(path, f"animated {fmt} ({n_frames} frames) is not supported")
-        exif_obj = _read_exif(pil)
+        exif_obj = _read_exif(pil, path)
         icc = pil.info.get("icc_profile") or None
         try:
             pixels, bit_depth = _decode(path, pil, fmt, limit)
@@ -238,7 +242,7 @@ def _read_tiff_only(path: Path, limit: int) -> ImageFile:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(_io.BytesIO(path.read_bytes())) as tif:  # see read_image: in memory
             _check_tiff_size(path, tif.pages[0].shape, limit)
             icc_tag = tif.pages[0].tags.get(_TIFF_ICC_TAG)
             icc = bytes(icc_tag.value) if icc_tag is not None else None
@@ -252,11 +256,11 @@ def _read_tiff_only(path: Path, limit: int) -> ImageFile:
     return ImageFile(np.ascontiguousarray(decoded[0]), "TIFF", decoded[1], None, icc, path)
 
 
-def _read_exif(pil: PILImage.Image):
+def _read_exif(pil: PILImage.Image, path: Path):
     try:
         exif = pil.getexif()
     except Exception:  # corrupt EXIF block: keep the picture, drop the metadata
-        warnings.warn(f"{getattr(pil, 'filename', 'image')}: unreadable EXIF ignored", stacklevel=3)
+        warnings.warn(f"{path}: unreadable EXIF ignored", stacklevel=3)
         return None
     return exif
 
@@ -349,7 +353,7 @@ def _decode_tiff(path: Path, limit: int) -> tuple[np.ndarray, int] | None:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(_io.BytesIO(path.read_bytes())) as tif:  # see read_image: in memory
             page = tif.pages[0]
             dtype = np.dtype(page.dtype) if page.dtype is not None else None
             photometric = page.photometric
