@@ -225,3 +225,20 @@ def test_bench_projects_to_209_sequences(tmp_path):
     assert out["images"] == 4 and out["runs"] == 8 and out["failed"] == 0 and out["labelled"]
     assert out["projected_s"] == pytest.approx(out["seconds"] * 209 / 2)
     assert "projected to 209 sequences" in out["line"] and set(out["per_method_s"]) == {"identity", "he"}
+
+
+def test_zero_dce_protocol_resizes_input_and_label_to_1200x900(tmp_path):
+    import cv2
+
+    data = _built_dataset(tmp_path / "data", scenes=("001",), n=4, h=30, w=40)
+    res = evaluate(data, ["identity"], protocol="zero-dce-part2", out_dir=tmp_path / "r", metrics=["psnr"],
+                   progress=False)
+    assert [(r.index, r.level) for r in res.records] == [(1, -1), (2, 0)]  # frames 1..floor(4/2)
+
+    def resized(p):
+        return cv2.resize(read_rgb(p), (1200, 900), interpolation=cv2.INTER_AREA)
+
+    out = read_rgb(tmp_path / "r" / res.records[0].output)
+    assert out.shape == (900, 1200, 3)
+    expected = psnr(np.round(resized(data / "001" / "1.png") * 255) / 255, resized(data / "Label" / "001.png"))
+    assert res.records[0].metrics["psnr"] == pytest.approx(expected, abs=1e-4)
