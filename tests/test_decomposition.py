@@ -76,11 +76,12 @@ def _dense_wls(gray, lam, alpha, small=1e-4):
     return np.linalg.solve(a, b).reshape((h, w), order="F")
 
 
-@pytest.mark.parametrize("lam,alpha", [(2.0, 2.0), (0.7, 1.2)])
-def test_wls_matches_dense_solve(lam, alpha):
+@pytest.mark.parametrize("shape,lam,alpha", [((6, 9), 2.0, 2.0), ((6, 9), 0.7, 1.2),
+                                             ((1, 7), 2.0, 2.0), ((7, 1), 2.0, 2.0)])
+def test_wls_matches_dense_solve(shape, lam, alpha):
     rng = np.random.default_rng(1)
-    gray = rng.random((6, 9)) * 0.9
-    gray[2, 3] = 0.0  # a black pixel: log(eps) guidance, as in the release
+    gray = rng.random(shape) * 0.9
+    gray.flat[3] = 0.0  # a black pixel: log(eps) guidance, as in the release
     ours = wls_smooth(gray, lam, alpha)
     ref = _dense_wls(gray, lam, alpha)
     assert ours.dtype == np.float32 and ours.shape == gray.shape

@@ -146,10 +146,17 @@ def _wls_matrix(gray: np.ndarray, lam: float, alpha: float, eps: float,
     diag[:, 1:] += wx
     diag[1:, :] += wy
     n = h * w
-    off_x = -right.ravel()[:-1]
-    off_y = -down.ravel()[:-w]
-    return sparse.diags([diag.ravel(), off_x, off_x, off_y, off_y], [0, 1, -1, w, -w],
-                        shape=(n, n), format="csc")
+    diagonals, offsets = [diag.ravel()], [0]
+    # A one-pixel-wide or -high image has no x or y edges (and offsets 1 and w would coincide).
+    if w > 1:
+        off_x = -right.ravel()[:-1]
+        diagonals += [off_x, off_x]
+        offsets += [1, -1]
+    if h > 1:
+        off_y = -down.ravel()[:-w]
+        diagonals += [off_y, off_y]
+        offsets += [w, -w]
+    return sparse.diags(diagonals, offsets, shape=(n, n), format="csc")
 
 
 def wls_smooth(gray: np.ndarray, lam: float = 2.0, alpha: float = 2.0, eps: float = WLS_SMALL_NUM,
