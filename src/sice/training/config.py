@@ -58,8 +58,11 @@ class DataSection:
     #: Decomposition of models fed cat(L, D): "auto" (exact WLS up to 1 MP, as the enhancer
     #: does by default), "exact" or "fast" (an approximation, ~30x faster on a CPU).
     aux_method: str = "auto"
-    #: Keep computed cat(L, D) in ``<run folder>/aux_cache`` for resumed and repeated runs.
-    aux_cache: bool = True
+    #: Where computed cat(L, D) are kept for resumed and repeated runs: ``"run"`` (the run
+    #: folder's ``aux_cache/``), a folder (runs on the same data may share it), or ``""`` (none).
+    aux_cache: str = "run"
+    #: Training frames per scene (0: all selected frames; k: k spread over them).
+    train_frames_per_scene: int = 0
     #: Validation frames per val scene (0: all selected frames; k: k frames spread over them).
     val_frames_per_scene: int = 1
     #: Validation images are resized so their long side is at most this (0: training scale).
@@ -183,6 +186,8 @@ class TrainConfig:
             (d.patch_size >= 4, f"data.patch_size must be >= 4, got {d.patch_size}"),
             (d.full_size >= 8, f"data.full_size must be >= 8, got {d.full_size}"),
             (d.batch_size >= 1, f"data.batch_size must be >= 1, got {d.batch_size}"),
+            (d.train_frames_per_scene >= 0 and d.val_frames_per_scene >= 0,
+             "data.train_frames_per_scene and data.val_frames_per_scene must be >= 0"),
             (d.patches_per_image >= 1, f"data.patches_per_image must be >= 1, got {d.patches_per_image}"),
             (len(d.ratios) == 3 and min(d.ratios) >= 0 and sum(d.ratios) > 0, f"data.ratios must be 3 non-negative numbers, got {d.ratios}"),
             (o.name in ("sgd", "adam", "adamw"), f"optim.name must be sgd/adam/adamw, got {o.name!r}"),

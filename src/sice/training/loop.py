@@ -270,10 +270,11 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
         sizing = ({"max_side": d.full_size} if d.mode == "full" else {"scale": d.scale})
         need_aux = mconf.aux == "luminance_detail"
         common = dict(direction=d.direction, under_max=d.under_max, over_min=d.over_min, need_aux=need_aux,
-                      aux_method=d.aux_method, aux_cache=run_dir / "aux_cache" if d.aux_cache else None)
+                      aux_method=d.aux_method, aux_cache=_aux_cache_dir(d.aux_cache, run_dir))
         bar = _bar(len(split["train"]) + (len(split["val"]) if info.is_main else 0),
                    "loading scenes", progress and info.is_main)
         train_pairs = load_pairs(split["train"], **sizing, **common, problems=problems,
+                                 frames_per_scene=d.train_frames_per_scene,
                                  progress=lambda _s: bar.update())
         limits = [x for x in (d.val_size, sizing.get("max_side", 0)) if x]
         val_sizing = {**sizing, "max_side": min(limits) if limits else 0}
@@ -449,6 +450,12 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                            val=val_history, problems=problems, final_loss=loss_value, model=model)
     finally:
         dd.cleanup(info)
+
+
+def _aux_cache_dir(setting: str, run_dir: Path) -> Path | None:
+    if not setting:
+        return None
+    return run_dir / "aux_cache" if setting == "run" else Path(setting)
 
 
 def _bar(total: int, desc: str, enabled: bool, initial: int = 0):
