@@ -114,6 +114,12 @@ def test_wls_smooths_noise_but_keeps_step_edge():
     np.testing.assert_allclose(out.mean(axis=0)[[0, w - 1]], [0.2, 0.8], atol=0.05)
 
 
+def test_wls_warns_on_images_too_large_for_the_exact_solve(monkeypatch):
+    monkeypatch.setattr(dec, "EXACT_WARN_PIXELS", 20)
+    with pytest.warns(UserWarning, match="use wls_smooth_fast"):
+        wls_smooth(np.full((5, 6), 0.5))
+
+
 def test_wls_rejects_bad_input():
     with pytest.raises(ValueError, match="gray must have shape"):
         wls_smooth(np.zeros((3, 4, 3)))

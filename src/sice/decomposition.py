@@ -23,12 +23,15 @@ References
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
 
 __all__ = [
     "AUTO_EXACT_MAX_PIXELS",
+    "EXACT_WARN_PIXELS",
     "aux_tensor",
     "decompose",
     "release_gray",
@@ -49,9 +52,12 @@ MATLAB_EPS = float(np.finfo(np.float64).eps)
 WLS_SMALL_NUM = 1e-4
 
 # decompose(method="auto") solves exactly up to this many pixels and approximates above: the
-# sparse factorisation grows faster than linearly (measured in docs/decomposition.md: about
-# 15-20 s and 1.4 GB at 1 MP on the 2-core development machine).
+# sparse factorisation grows faster than linearly (measured in docs/decomposition.md: 16 s of
+# CPU and 1.1 GB at 1 MP, 2.8 s and 0.15 GB at 0.26 MP).
 AUTO_EXACT_MAX_PIXELS = 1_000_000
+
+# wls_smooth warns above this size: the factor's memory grows like N log N, so ~5 GB at 4 MP.
+EXACT_WARN_PIXELS = 4_000_000
 
 # Fast Global Smoother settings fitted to wls_smooth(lam=2, alpha=2) on real SICE frames; see
 # docs/decomposition.md for the fit and the measured error.
@@ -193,7 +199,7 @@ def wls_smooth(gray: np.ndarray, lam: float = 2.0, alpha: float = 2.0, eps: floa
     -----
     A sparse direct solve (SuperLU with a minimum-degree ordering of ``A + A^T``; the matrix is
     symmetric positive definite, so no pivoting is needed). Time and memory grow faster than
-    the pixel count: about 2 s at 0.26 MP and 15-20 s, 1.4 GB at 1 MP on two cores (see
+    the pixel count: 2.8 s CPU and 0.15 GB at 0.26 MP, 16 s and 1.1 GB at 1 MP (see
     docs/decomposition.md); use :func:`wls_smooth_fast` for whole photographs.
     """
     g = _check_gray(gray)
@@ -203,6 +209,10 @@ def wls_smooth(gray: np.ndarray, lam: float = 2.0, alpha: float = 2.0, eps: floa
         raise ValueError(f"eps must be > 0, got {eps}")
     if not log_eps > 0:
         raise ValueError(f"log_eps must be > 0, got {log_eps}")
+    if g.size > EXACT_WARN_PIXELS:
+        warnings.warn(f"exact WLS of a {g.shape[1]}x{g.shape[0]} image needs minutes and many GB "
+                      f"(1.1 GB at 1 MP); use wls_smooth_fast or decompose(method='auto')",
+                      stacklevel=2)
     a = _wls_matrix(g, lam, alpha, eps, log_eps)
     # Measured fastest of SuperLU's orderings on this matrix (docs/decomposition.md); scipy has no
     # sparse Cholesky, and SuperLU in symmetric mode with no pivoting behaves like one.
