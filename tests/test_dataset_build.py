@@ -209,7 +209,7 @@ def test_resume_after_a_worker_is_killed(tmp_path):
     assert "2" not in finished
     _assert_consistent(out, finished, killed=True)
 
-    again = build_dataset(src, out, options(mean_fusion), workers=2)
+    again = build_dataset(src, out, options(mean_fusion))  # in-process: spawning is slow here
 
     assert not again.failed and set(again.resumed) == finished
     _assert_consistent(out, {"1", "2", "3"})
@@ -279,3 +279,44 @@ def test_bad_arguments(tmp_path):
         build_dataset(tmp_path / "seq", tmp_path / "ds", options(), workers=0)
     with pytest.raises(ValueError, match="generators"):
         build_dataset(tmp_path / "seq", tmp_path / "ds", BuildOptions(generators=()))
+
+
+def test_cli_builds_with_real_generators_and_reports_bad_scenes(tmp_path):
+    from click.testing import CliRunner
+
+    from sice.cli.main import cli
+
+    src = tmp_path / "seq"
+    write_bracket(src / "1")
+    (src / "empty").mkdir()
+    out = tmp_path / "ds"
+    args = ["build-dataset", str(src), "-o", str(out), "--generators", "mertens,gff", "-q"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1  # the empty scene failed
+    assert "sice: failed:" in result.output and "empty: no image files" in result.output
+    assert "1 scenes done, 1 failed" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    label = manifest["scenes"]["1"]["label"]
+    scores = {n: g["mef_ssim"] for n, g in manifest["scenes"]["1"]["generators"].items()}
+    assert set(scores) == {"mertens", "gff"} and label["generator"] == max(scores, key=scores.get)
+    assert 0 < label["mef_ssim"] <= 1
+
+    again = CliRunner().invoke(cli, args)
+    assert "0 scenes built, 1 already done" in again.output
+
+    unknown = CliRunner().invoke(cli, ["build-dataset", str(src), "-o", str(out), "--generators", "nope"])
+    assert unknown.exit_code == 2 and "unknown generator" in unknown.output
+
+
+def test_bench_table_from_entries():
+    from sice.cli.build_dataset import format_bench
+
+    entry = {"megapixels": 0.5, "frames": [{}, {}, {}],
+             "generators": {"a": {"seconds": 1.0, "score_seconds": 0.5}, "b": {"seconds": 0.2, "error": "x"}}}
+    table = format_bench([entry, entry], wall=4.0, total_scenes=10, workers=2)
+    lines = table.splitlines()
+    assert lines[0].startswith("2 scenes, 6 frames, 1.00 output megapixels")
+    row_a = next(line for line in lines if line.startswith("a "))
+    assert row_a.split()[1:] == ["1.000", "2.00", "1.00", "2/2"]  # 2 s over 1 MP; 1 s scoring / MP
+    assert next(line for line in lines if line.startswith("b ")).split()[-1] == "0/2"
+    assert "projected wall time for all 10 scenes: 0.3 min (2.00 s/scene wall)" in table
