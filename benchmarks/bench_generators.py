@@ -1,9 +1,11 @@
 """Time every reference generator of sice.fusion on real 512x512 SICE sequences.
 
-Prints, per generator, the median seconds per sequence and per megapixel of frames fused
-(standalone: the shared HDR radiance cache is cleared before each call, so every HDR generator
-pays its own merge), then the time of the whole set run in table order the way the dataset
-builder runs it (cache warm after the first HDR generator).
+Prints, per generator, the median wall-clock and CPU seconds (this process plus the external
+tools it starts) per sequence and per megapixel of frames fused (standalone: the shared radiance
+caches are cleared before each call, so every HDR generator pays its own merge), then the time
+of the whole set run in table order the way the dataset builder runs it (caches warm after the
+first HDR generator of each kind), and the MEF-SSIM cost (stack part once, then per candidate).
+CPU seconds are the figure to trust on a shared machine: wall time grows with other users' load.
 
 Usage::
 
@@ -12,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import time
@@ -19,10 +22,24 @@ from pathlib import Path
 
 import numpy as np
 
-from sice import exposure, fusion, io
+from sice import exposure, fusion, io, scoring
 from sice.fusion._common import RADIANCE_CACHE
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sice512"
+
+
+def _cpu() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class _Timer:
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), _cpu()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, _cpu() - self.cpu
 
 
 def main(argv=None) -> int:
@@ -39,33 +56,43 @@ def main(argv=None) -> int:
     usable, skipped = fusion.available_generators(args.generators.split(",") if args.generators else None)
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
-    per_seq: dict[str, list[float]] = {g: [] for g in usable}
-    per_mp: dict[str, list[float]] = {g: [] for g in usable}
-    totals = []
+    rows: dict[str, list[tuple[float, float, float]]] = {g: [] for g in usable}   # (wall, cpu, MP)
+    totals, mef = [], []
     for seq in names:
         frames = [io.read_rgb(p) for p in io.list_images(args.data / seq)]
         times = 2.0 ** exposure.estimate_exposures(frames).ev
         mp = sum(f.shape[0] * f.shape[1] for f in frames) / 1e6
+        outputs = {}
         for g in usable:
             RADIANCE_CACHE.clear()
-            t0 = time.perf_counter()
-            fusion.run_generator(g, frames, times)
-            dt = time.perf_counter() - t0
-            per_seq[g].append(dt)
-            per_mp[g].append(dt / mp)
+            with _Timer() as t:
+                outputs[g] = fusion.run_generator(g, frames, times)
+            rows[g].append((t.wall, t.cpu, mp))
         RADIANCE_CACHE.clear()
-        t0 = time.perf_counter()
-        for g in usable:
-            fusion.run_generator(g, frames, times)
-        totals.append(time.perf_counter() - t0)
-        print(f"{seq}: {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, all generators {totals[-1]:.2f} s",
-              flush=True)
-    print(f"\n| generator | family | s / sequence (median) | s / MP of frames (median) |\n| --- | --- | --- | --- |")
+        with _Timer() as total:
+            for g in usable:
+                fusion.run_generator(g, frames, times)
+        totals.append((total.wall, total.cpu))
+        with _Timer() as ref_t:
+            ref = scoring.MefSsimReference(frames)
+        with _Timer() as score_t:
+            for out in outputs.values():
+                ref.score(out)
+        mef.append((ref_t.cpu, score_t.cpu / max(1, len(outputs))))
+        print(f"{seq}: {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, all generators "
+              f"{total.wall:.2f} s wall / {total.cpu:.2f} s CPU; MEF-SSIM stack {ref_t.cpu:.2f} s + "
+              f"{mef[-1][1]:.3f} s per candidate (CPU)", flush=True)
+    med = statistics.median
+    print("\n| generator | family | wall s / sequence | CPU s / sequence | CPU s / MP of frames |")
+    print("| --- | --- | --- | --- | --- |")
     for g in usable:
-        print(f"| {g} | {fusion.GENERATORS[g].family} | {statistics.median(per_seq[g]):.3f} | "
-              f"{statistics.median(per_mp[g]):.3f} |")
-    print(f"\nall {len(usable)} generators, builder order (shared merge cached): median {statistics.median(totals):.2f} s "
-          f"per sequence, mean {np.mean(totals):.2f} s over {len(totals)} sequences")
+        wall, cpu, mp = zip(*rows[g])
+        print(f"| {g} | {fusion.GENERATORS[g].family} | {med(wall):.3f} | {med(cpu):.3f} | "
+              f"{med([c / m for c, m in zip(cpu, mp)]):.3f} |")
+    wall, cpu = zip(*totals)
+    print(f"\nall {len(usable)} generators in builder order (shared merges cached), median per sequence: "
+          f"{med(wall):.2f} s wall, {med(cpu):.2f} s CPU; MEF-SSIM median {med([m[0] for m in mef]):.2f} s "
+          f"per stack + {med([m[1] for m in mef]):.3f} s per candidate (CPU); {len(names)} sequences")
     return 0
 
 
