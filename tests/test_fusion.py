@@ -71,6 +71,16 @@ def test_fusion_widens_usable_range(name, stack):
     assert clipped(out) < clipped(frames[1])
 
 
+def test_poisson_solver_inverts_the_mirrored_laplacian():
+    import cv2
+
+    from sice.fusion.gradient import poisson_neumann
+
+    u = np.random.default_rng(2).normal(size=(20, 27))
+    lap = cv2.Laplacian(u, cv2.CV_64F, ksize=1, borderType=cv2.BORDER_REFLECT)  # 4-neighbour, mirrored
+    np.testing.assert_allclose(poisson_neumann(lap), u - u.mean(), atol=1e-9)
+
+
 def test_external_tool_failures_raise_named_errors(tmp_path, monkeypatch):
     from sice.fusion import external
 

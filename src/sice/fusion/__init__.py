@@ -32,6 +32,7 @@ import numpy as np
 from . import external, hdr, tonemap
 from ._common import finish
 from .gff import gff
+from .gradient import gradient_fusion
 from .mertens import mertens, mertens_exposedness
 from .spd_mef import spd_mef
 
@@ -72,6 +73,8 @@ _CITE = {
     "gff": "S. Li, X. Kang, J. Hu, Image fusion with guided filtering, IEEE TIP 22(7), 2013",
     "spd-mef": "K. Ma, H. Li, H. Yong, Z. Wang, D. Meng, L. Zhang, Robust multi-exposure image fusion: a structural "
                "patch decomposition approach, IEEE TIP 26(5), 2017",
+    "gradient-domain": "S. Paul, I. Sevcenko, P. Melnikov, Multi-exposure and multi-focus image fusion in gradient "
+                       "domain, J. Circuits Syst. Comput. 25(10), 2016",
     "debevec": "P. Debevec, J. Malik, Recovering high dynamic range radiance maps from photographs, SIGGRAPH 1997",
     "robertson": "M. Robertson, S. Borman, R. Stevenson, Estimation-theoretic approach to dynamic range "
                  "enhancement using multiple exposures, J. Electron. Imaging 12(2), 2003",
@@ -134,6 +137,7 @@ def _table() -> dict[str, Generator]:
                   citation=_CITE["mertens"] + " (contrast and well-exposedness weights only)"),
         Generator("gff", "mef", gff, False, citation=_CITE["gff"]),
         Generator("spd-mef", "mef", spd_mef, False, citation=_CITE["spd-mef"]),
+        Generator("gradient-domain", "mef", gradient_fusion, False, citation=_CITE["gradient-domain"]),
     ]
     for merge, tmo in [("debevec", "reinhard"), ("debevec", "drago"), ("debevec", "mantiuk"),
                        ("debevec", "durand")]:
