@@ -140,15 +140,34 @@ def _ssim_with(x: np.ndarray, stats: tuple, data_range: float = 1.0) -> float:
     y, my, yy = stats
     c1 = (_SSIM_K1 * data_range) ** 2
     c2 = (_SSIM_K2 * data_range) ** 2
-    mx = _ssim_blur(x)
-    vx = _ssim_blur(x * x) - mx * mx
-    vy = yy - my * my
-    cxy = _ssim_blur(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
     pad = (_SSIM_WIN - 1) // 2
-    inner = s[pad:-pad, pad:-pad]
+    inner = (slice(pad, -pad), slice(pad, -pad))
+    # Only the cropped interior is averaged, so the per-pixel algebra is done there only, in
+    # place (these are the hot arrays of an evaluation run).
+    mx = _ssim_blur(x)[inner]
+    sxx = _ssim_blur(x * x)[inner]
+    sxy = _ssim_blur(x * y)[inner]
+    my, yy = my[inner], yy[inner]
+    mxy = mx * my
+    mx2 = np.square(mx, out=mx)
+    my2 = my * my
+    num = np.multiply(mxy, 2, out=np.empty_like(mxy))
+    num += c1
+    den = mx2 + my2
+    den += c1
+    # 2 cov + c2 = 2 (sxy - mxy) + c2 ; var_x + var_y + c2 = sxx - mx2 + yy - my2 + c2
+    cov = np.subtract(sxy, mxy, out=sxy)
+    cov *= 2
+    cov += c2
+    num *= cov
+    var = np.subtract(sxx, mx2, out=sxx)
+    var += yy
+    var -= my2
+    var += c2
+    den *= var
+    num /= den
     # Mean per channel, then over channels (scikit-image's channel_axis handling).
-    return float(inner.reshape(-1, 1 if s.ndim == 2 else s.shape[2]).mean(axis=0).mean())
+    return float(num.reshape(-1, 1 if num.ndim == 2 else num.shape[2]).mean(axis=0).mean())
 
 
 # ------------------------------------------------------------------------------------- FSIM
