@@ -242,3 +242,12 @@ def test_zero_dce_protocol_resizes_input_and_label_to_1200x900(tmp_path):
     assert out.shape == (900, 1200, 3)
     expected = psnr(np.round(resized(data / "001" / "1.png") * 255) / 255, resized(data / "Label" / "001.png"))
     assert res.records[0].metrics["psnr"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_mef_ssim_scores_outputs_against_the_whole_stack(tmp_path):
+    pytest.importorskip("sice.scoring", reason="sice.scoring (MEF-SSIM) is not in this build yet")
+    data = _built_dataset(tmp_path / "data", scenes=("001",), n=3, h=64, w=80)
+    res = evaluate(data, ["identity", "gamma"], protocol="levels", out_dir=tmp_path / "r",
+                   metrics=["mef-ssim"], progress=False)
+    values = [r.metrics["mef-ssim"] for r in res.records]
+    assert all(isinstance(v, float) and 0 < v <= 1 for v in values), values
