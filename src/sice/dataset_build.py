@@ -581,8 +581,9 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
         on_start(len(todo))
 
     saver = _ThrottledManifest(dataset, entries, result, opts_record)
+    scenes = _run_scenes(todo, dataset, options, workers)
     try:
-        for name, entry, error in _run_scenes(todo, dataset, options, workers):
+        for name, entry, error in scenes:
             if error is None:
                 entries[name] = entry
                 result.built.append(name)
@@ -592,6 +593,9 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
                 on_scene(name, error)
             saver.maybe_save()
     finally:
+        scenes.close()  # on an interrupt: stops the workers now, not after their queued scenes
+        # Workers may have finished scenes that were never reported here: the disk is the truth.
+        entries.update(read_scene_entries(dataset))
         if winners is not None:
             reselect_by_votes(dataset, {n: entries[n] for n in result.resumed + result.built}, winners)
         saver.save()
@@ -665,21 +669,28 @@ def _run_scenes(todo: list, dataset: Path, options: BuildOptions, workers: int):
 
     # One thread per worker: N workers x the libraries' default thread pools would oversubscribe
     # the cores and make the run slower, not faster.
-    with _single_threaded_env(), ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker) as pool:
+    with _single_threaded_env():
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker)
         futures = {pool.submit(_build_or_error, source, dataset, options): source for source in todo}
-        try:
-            for future in as_completed(futures):
-                source = futures[future]
-                try:
-                    yield future.result()
-                except BrokenProcessPool:
-                    yield (source.name, None, f"{source.folder}: a worker process died (killed or out of "
-                           "memory) while this scene was queued or running; re-run to resume")
-        except BaseException:
+    try:
+        for future in as_completed(futures):
+            source = futures[future]
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                yield (source.name, None, f"{source.folder}: a worker process died (killed or out of "
+                       "memory) while this scene was queued or running; re-run to resume")
+    finally:
+        if not all(f.done() for f in futures):
+            # Interrupted: queued scenes are cancelled and running ones killed (safe: nothing of
+            # an unfinished scene counts), instead of waiting minutes for them to finish.
+            # ProcessPoolExecutor has no public way to stop running work, hence _processes.
+            processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
-            raise
+            for process in processes:
+                process.terminate()
+        pool.shutdown(wait=True)
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
