@@ -55,12 +55,13 @@ def _slice_reference(grid: np.ndarray, guide: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("grid_shape,size", [((2, 3, 5, 4, 3), (11, 13)),   # upsampling, odd ratio
                                              ((1, 12, 8, 16, 16), (9, 7)),  # fewer pixels than cells
                                              ((1, 2, 2, 1, 1), (3, 4))])    # one cell, two levels
-def test_bilateral_slice_equals_per_pixel_trilinear_reference(grid_shape, size):
+@pytest.mark.parametrize("method", ["levels", "grid_sample"])
+def test_bilateral_slice_equals_per_pixel_trilinear_reference(grid_shape, size, method):
     rng = np.random.default_rng(0)
     grid = rng.normal(size=grid_shape)
     guide = rng.random((grid_shape[0], 1) + size)
     guide.flat[:4] = [0.0, 1.0, 0.5, 1 / (grid_shape[2] - 1)]  # ends and knots exactly
-    got = bilateral_slice(torch.from_numpy(grid), torch.from_numpy(guide)).numpy()
+    got = bilateral_slice(torch.from_numpy(grid), torch.from_numpy(guide), method=method).numpy()
     np.testing.assert_allclose(got, _slice_reference(grid, guide), rtol=1e-10, atol=1e-12)
 
 
@@ -76,6 +77,8 @@ def test_bilateral_slice_rejects_bad_shapes():
         bilateral_slice(torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4))
     with pytest.raises(ValueError, match="guide must be"):
         bilateral_slice(torch.zeros(2, 3, 4, 4, 4), torch.zeros(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="method must be"):
+        bilateral_slice(torch.zeros(1, 3, 4, 4, 4), torch.zeros(1, 1, 4, 4), method="nearest")
 
 
 def _gaingrid_slice_before_sharing(model, grid, x):

@@ -20,7 +20,8 @@ released ``HDRNetCurves`` model):
   bias, per-channel piecewise-linear curves ``rho_c(x) = sum_{i<16} a_ci max(x - t_ci, 0)`` with 16
   knots, and a 1x1 mix to one channel, clipped to [0, 1];
 * slicing (eq. 5): trilinear interpolation of A at (x, y, g(x, y)), by
-  :func:`~sice.models._bilateral.bilateral_slice` (shared with ``gaingrid``);
+  :func:`~sice.models._bilateral.bilateral_slice` (shared with ``gaingrid``; its 5-D
+  ``grid_sample`` form, which is ~5x faster than the per-level form ``gaingrid`` exports);
 * output (eq. 6): ``O_c = A_c3 + sum_c' A_cc' I_c'``.
 
 Deviations from [1]_, and why:
@@ -178,7 +179,8 @@ class HDRNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"x must be (B, 3, H, W), got {tuple(x.shape)}")
         grid = self.coefficients(self.lowres(x))
-        return apply_affine(bilateral_slice(grid, self.guide(x)), x)
+        # grid_sample slicing: same values as the ONNX-friendly per-level form, ~5x faster
+        return apply_affine(bilateral_slice(grid, self.guide(x), method="grid_sample"), x)
 
 
 @register_model(ModelConfig(
