@@ -121,7 +121,8 @@ def _markdown(result: EvalResult, summary: dict) -> str:
     for metric in result.metrics:
         meta = METRICS[metric]
         arrow = "higher is better" if meta.higher_is_better else "lower is better"
-        lines += [f"## {metric.upper()} ({meta.description}; {arrow})", ""]
+        title = {"fsimc": "FSIMc", "mef-ssim": "MEF-SSIM"}.get(metric, metric.upper())
+        lines += [f"## {title} ({meta.description}; {arrow})", ""]
         lines.append("| method | " + " | ".join(f"level {lv}" if lv != "all" else "all" for lv in levels)
                      + " | n | failed |")
         lines.append("|---|" + "---:|" * (len(levels) + 2))
