@@ -17,7 +17,8 @@ from sice.io import read_rgb, write_image
 from conftest import synthetic_scene
 
 EVS = (-1.0, 0.0, 1.0)
-SIZE_INTERRUPT = (40, 56)  # a scene of this size makes the test generators misbehave
+SIZE_INTERRUPT = (40, 56)  # a scene of this size makes the test generators misbehave...
+MISBEHAVE = "SICE_TEST_MISBEHAVE"  # ...while this variable is set (spawned workers inherit it)
 
 
 # Test generators and score: module-level, so that spawned workers can unpickle them.
@@ -34,13 +35,13 @@ def broken(frames, times):
 
 
 def interrupting(frames, times):
-    if frames[0].shape[:2] == SIZE_INTERRUPT:
+    if frames[0].shape[:2] == SIZE_INTERRUPT and os.environ.get(MISBEHAVE):
         raise KeyboardInterrupt
     return mean_fusion(frames, times)
 
 
 def dying(frames, times):
-    if frames[0].shape[:2] == SIZE_INTERRUPT:
+    if frames[0].shape[:2] == SIZE_INTERRUPT and os.environ.get(MISBEHAVE):
         os._exit(3)  # a worker killed mid-scene (e.g. by the OOM killer)
     return mean_fusion(frames, times)
 
@@ -184,24 +185,27 @@ def _assert_consistent(out: Path, finished: set[str], *, killed: bool = False) -
         assert not list(out.rglob("*.part"))
 
 
-def test_resume_after_interruption_in_process(tmp_path):
+def test_resume_after_interruption_in_process(tmp_path, monkeypatch):
     src, out = tmp_path / "seq", tmp_path / "ds"
     _half_built(src)
+    monkeypatch.setenv(MISBEHAVE, "1")
     with pytest.raises(KeyboardInterrupt):
         build_dataset(src, out, options(interrupting))
     _assert_consistent(out, {"1"})
     label_time = (out / "Label" / "1.png").stat().st_mtime_ns
 
-    result = build_dataset(src, out, options(mean_fusion))
+    monkeypatch.delenv(MISBEHAVE)
+    result = build_dataset(src, out, options(interrupting))
 
     assert result.resumed == ["1"] and result.built == ["2", "3"]
     assert (out / "Label" / "1.png").stat().st_mtime_ns == label_time  # not rebuilt
     _assert_consistent(out, {"1", "2", "3"})
 
 
-def test_resume_after_a_worker_is_killed(tmp_path):
+def test_resume_after_a_worker_is_killed(tmp_path, monkeypatch):
     src, out = tmp_path / "seq", tmp_path / "ds"
     _half_built(src)
+    monkeypatch.setenv(MISBEHAVE, "1")
     result = build_dataset(src, out, options(dying), workers=2)
     failed = dict(result.failed)
     assert "2" in failed and "worker process died" in failed["2"]
@@ -209,10 +213,38 @@ def test_resume_after_a_worker_is_killed(tmp_path):
     assert "2" not in finished
     _assert_consistent(out, finished, killed=True)
 
-    again = build_dataset(src, out, options(mean_fusion))  # in-process: spawning is slow here
+    monkeypatch.delenv(MISBEHAVE)
+    again = build_dataset(src, out, options(dying))  # in-process: spawning is slow here
 
     assert not again.failed and set(again.resumed) == finished
     _assert_consistent(out, {"1", "2", "3"})
+
+
+def test_resume_with_more_generators_adds_only_their_candidates(tmp_path):
+    src, out = tmp_path / "seq", tmp_path / "ds"
+    write_bracket(src / "1")
+    write_bracket(src / "2", names=("1.png", "2.png", "3.png"), seed=2)
+    build_dataset(src, out, options(middle_frame, broken))
+    first = read_scene_entries(out)
+    kept = {p: p.stat().st_mtime_ns for p in [out / "1" / "1.jpg", out / "candidates" / "1" / "middle_frame.png"]}
+
+    result = build_dataset(src, out, options(middle_frame, mean_fusion, broken))
+
+    assert sorted(result.extended) == ["1", "2"] and result.built == [] and not result.failed
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # frames, old candidates untouched
+    for name, entry in read_scene_entries(out).items():
+        assert entry["generators"]["middle_frame"] == first[name]["generators"]["middle_frame"]
+        # The new candidate is made from the same aligned stack as a fresh build would use.
+        fresh = build_dataset(src / name, tmp_path / f"fresh{name}", options(mean_fusion))
+        assert fresh.built == [name]
+        assert entry["generators"]["mean_fusion"]["mef_ssim"] == pytest.approx(
+            read_scene_entries(tmp_path / f"fresh{name}")[name]["generators"]["mean_fusion"]["mef_ssim"], abs=1e-6)
+        scores = {n: g["mef_ssim"] for n, g in entry["generators"].items() if "error" not in g}
+        assert entry["label"]["generator"] == max(scores, key=scores.get)
+        assert (out / "Label" / f"{name}.png").read_bytes() == \
+            (out / "candidates" / name / f"{entry['label']['generator']}.png").read_bytes()
+    # A generator that fails again is retried each run and reported, nothing else is redone.
+    assert build_dataset(src, out, options(middle_frame, mean_fusion, broken)).generator_failures
 
 
 def test_limit_builds_the_first_scenes(tmp_path):
@@ -302,7 +334,7 @@ def test_cli_builds_with_real_generators_and_reports_bad_scenes(tmp_path):
     assert 0 < label["mef_ssim"] <= 1
 
     again = CliRunner().invoke(cli, args)
-    assert "0 scenes built, 1 already done" in again.output
+    assert "0 scenes built, 0 given new candidates, 1 already done" in again.output
 
     unknown = CliRunner().invoke(cli, ["build-dataset", str(src), "-o", str(out), "--generators", "nope"])
     assert unknown.exit_code == 2 and "unknown generator" in unknown.output

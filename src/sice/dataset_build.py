@@ -105,6 +105,8 @@ class BuildResult:
     ----------
     built : list of str
         Scenes built by this run.
+    extended : list of str
+        Finished scenes that got the candidates of generators they lacked (or that had failed).
     resumed : list of str
         Scenes already finished by an earlier run (skipped).
     failed : list of (str, str)
@@ -118,6 +120,7 @@ class BuildResult:
     """
 
     built: list = dataclasses.field(default_factory=list)
+    extended: list = dataclasses.field(default_factory=list)
     resumed: list = dataclasses.field(default_factory=list)
     failed: list = dataclasses.field(default_factory=list)
     generator_failures: list = dataclasses.field(default_factory=list)
@@ -303,6 +306,50 @@ def build_scene(source: SceneSource, dataset: os.PathLike | str, options: BuildO
     return entry
 
 
+def missing_generators(entry: dict, options: BuildOptions) -> list[str]:
+    """Generators of ``options`` that a finished scene has no candidate of (absent or failed)."""
+    have = entry.get("generators", {})
+    return [name for name, _ in options.generators if name not in have or "error" in have[name]]
+
+
+def extend_scene(entry: dict, dataset: os.PathLike | str, options: BuildOptions) -> dict:
+    """Add the candidates of :func:`missing_generators` to a finished scene.
+
+    The frames are read back from the dataset (already ordered, with their recorded exposure
+    times) and shifted by their recorded shifts, so the new candidates are made from exactly
+    the stack of the first build; nothing is re-estimated. A label chosen by MEF-SSIM is chosen
+    again among all candidates; a label chosen by votes is kept.
+
+    Returns
+    -------
+    dict
+        The updated entry (also written to ``.manifest/<scene>.json``).
+    """
+    from .alignment import shift_image
+    from .io import read_rgb
+
+    dataset = Path(dataset)
+    missing = set(missing_generators(entry, options))
+    frames = [read_rgb(dataset / f["file"]) for f in entry["frames"]]
+    if entry.get("alignment", {}).get("aligned"):
+        frames = [shift_image(f, *fe["shift"]) for f, fe in zip(frames, entry["frames"])]
+    times = np.array([f["exposure_time"] for f in entry["frames"]], dtype=np.float64)
+    score_fn, stats_fn = _scorers(options)
+    candidates_dir = dataset / CANDIDATE_DIR / entry["scene"]
+    candidates_dir.mkdir(parents=True, exist_ok=True)
+    for name, fn in options.generators:
+        if name in missing:
+            entry["generators"][name] = _run_one_generator(name, fn, frames, times, candidates_dir, dataset,
+                                                           score_fn, stats_fn)
+    if entry["label"]["selected_by"] == "mef-ssim":
+        label = select_by_score(entry["generators"])
+        if label["generator"] != entry["label"]["generator"]:
+            write_label(dataset, entry["scene"], label["generator"])
+        entry["label"] = label
+    write_scene_entry(dataset, entry)
+    return entry
+
+
 def _scorers(options: BuildOptions) -> tuple[Callable, Callable]:
     if options.score is not None and options.statistics is not None:
         return options.score, options.statistics
@@ -410,13 +457,14 @@ def write_scene_entry(dataset: Path, entry: dict) -> Path:
     return path
 
 
-def read_scene_entries(dataset: os.PathLike | str) -> dict:
-    """Every finished scene's entry, from ``.manifest/*.json`` (unreadable files are ignored:
-    their scenes are unfinished and will be rebuilt)."""
+def read_scene_entries(dataset: os.PathLike | str, names: Iterable[str] | None = None) -> dict:
+    """Every finished scene's entry (or those of ``names``), from ``.manifest/*.json``
+    (unreadable files are ignored: their scenes are unfinished and will be rebuilt)."""
     folder = Path(dataset) / SCENE_ENTRIES
     entries = {}
     if folder.is_dir():
-        for path in sorted(folder.glob("*.json")):
+        paths = sorted(folder.glob("*.json")) if names is None else [folder / f"{n}.json" for n in names]
+        for path in paths:
             try:
                 entry = json.loads(path.read_text())
                 entries[entry["scene"]] = entry
@@ -524,7 +572,9 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
         One folder per scene (>= 2 frames each, any format :mod:`sice.io` reads); the SICE layout
         (scene folders + ``Label/``) is accepted.
     dataset : path-like
-        Output root (created). Scenes already finished there are skipped.
+        Output root (created). Scenes already finished there are skipped, except that those
+        lacking a candidate of one of ``options.generators`` get just that candidate
+        (:func:`extend_scene`).
     options : BuildOptions
     select : {"mef-ssim", "votes"}
         ``"votes"`` re-chooses every finished scene's label from ``dataset/screening.sqlite``
@@ -572,9 +622,10 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
     if limit is not None:
         sources = sources[:limit]
     entries = read_scene_entries(dataset)
-    todo = [s for s in sources if s.name not in entries]
+    todo = [s for s in sources if s.name not in entries or missing_generators(entries[s.name], options)]
     _remove_stale_temps(dataset, [s.name for s in todo])
-    result.resumed = [s.name for s in sources if s.name in entries]
+    result.resumed = [s.name for s in sources if s.name in entries and s not in todo]
+    finished_before = set(entries)
     opts_record = {"generators": [n for n, _ in options.generators], "align": options.align,
                    "ecc": options.ecc, "ext": options.ext, "select": select}
     if on_start:
@@ -586,7 +637,7 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
         for name, entry, error in scenes:
             if error is None:
                 entries[name] = entry
-                result.built.append(name)
+                (result.extended if name in finished_before else result.built).append(name)
             else:
                 result.failed.append((name, error))
             if on_scene:
@@ -597,14 +648,15 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
         # Workers may have finished scenes that were never reported here: the disk is the truth.
         entries.update(read_scene_entries(dataset))
         if winners is not None:
-            reselect_by_votes(dataset, {n: entries[n] for n in result.resumed + result.built}, winners)
+            done = result.resumed + result.extended + result.built
+            reselect_by_votes(dataset, {n: entries[n] for n in done}, winners)
         saver.save()
 
-    for name in result.resumed + result.built:
+    for name in result.resumed + result.extended + result.built:
         entry = entries[name]
         if entry.get("flags"):
             result.flagged[name] = entry["flags"]
-        if name in result.built:
+        if name in result.built or name in result.extended:
             for gen, g in entry["generators"].items():
                 if "error" in g:
                     result.generator_failures.append((name, gen, g["error"]))
@@ -650,6 +702,9 @@ def _votes(dataset: Path) -> dict:
 
 def _build_or_error(source: SceneSource, dataset: Path, options: BuildOptions) -> tuple[str, dict | None, str | None]:
     try:
+        finished = read_scene_entries(dataset, [source.name]).get(source.name)
+        if finished is not None:
+            return source.name, extend_scene(finished, dataset, options), None
         return source.name, build_scene(source, dataset, options), None
     except SiceError as exc:
         return source.name, None, " ".join(str(exc).split())

@@ -81,12 +81,13 @@ def command(sequences, out, generators, select, workers, align, ecc, ext, limit,
 
     Writes OUTPUT/<scene>/<k>.<ext> (frames dark to bright), OUTPUT/Label/<scene>.png,
     OUTPUT/candidates/<scene>/<generator>.png and OUTPUT/manifest.json. Re-running resumes:
-    finished scenes are skipped. Failed scenes are listed at the end (exit status 1).
+    finished scenes are skipped, or only given the candidates of generators they lack (a label
+    chosen by MEF-SSIM is then chosen again). Failed scenes are listed at the end (exit status 1).
     """
     options = _options(generators, align, ecc, ext)
     result = _run(sequences, out, options, select, workers, limit, quiet=quiet)
     report = BatchReport()
-    for _ in result.built + result.resumed:
+    for _ in result.built + result.extended + result.resumed:
         report.success()
     for item, reason in result.failed:
         report.failure(item, reason)
@@ -94,7 +95,8 @@ def command(sequences, out, generators, select, workers, align, ecc, ext, limit,
         click.echo(f"sice: warning: {scene}: generator {generator} failed: {reason}", err=True)
     for scene, flags in result.flagged.items():
         click.echo(f"sice: flagged: {scene}: {', '.join(flags)} (see manifest.json)", err=True)
-    click.echo(f"{out}: {len(result.built)} scenes built, {len(result.resumed)} already done, "
+    click.echo(f"{out}: {len(result.built)} scenes built, {len(result.extended)} given new candidates, "
+               f"{len(result.resumed)} already done, "
                f"{len(result.flagged)} flagged, in {result.seconds:.1f} s", err=True)
     report.finish("scenes")
 
