@@ -188,7 +188,8 @@ def test_run_learns_writes_logs_and_loads_as_model(dataset, tmp_path):
     assert [int(x["step"]) for x in rows] == list(range(4, 41, 4))
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
     vals = list(csv.DictReader(open(run / "val_log.csv")))
-    assert [int(v["step"]) for v in vals] == [20, 40]
+    assert [int(v["step"]) for v in vals] == [0, 20, 40]  # step 0: the fresh model
+    assert float(vals[-1]["psnr"]) > float(vals[0]["psnr"])
     model = load_checkpoint(run / "last.pt")  # what `sice enhance --model RUN/last.pt` does
     assert model.sice_config.name == "sice2018-residual"
     for k, v in model.state_dict().items():

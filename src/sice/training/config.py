@@ -104,6 +104,8 @@ class RunSection:
     log_every: int = 10
     #: Steps between validations (0: once per epoch, and at the end).
     val_every: int = 0
+    #: Validate once before the first step too (the starting point of the curve).
+    val_at_start: bool = True
     #: ``"auto"`` (on for CPU, off for CUDA), ``true`` or ``false``.
     channels_last: Any = "auto"
     #: ``"auto"``, ``"cpu"``, ``"cuda"``; under torchrun each rank takes cuda:LOCAL_RANK.

@@ -141,6 +141,15 @@ def validate(model: torch.nn.Module, pairs: list[Pair], device: torch.device, *,
             "ssim": float(np.mean(ssims)) if ssims else float("nan"), "images": len(pairs)}
 
 
+def input_scores(pairs: list[Pair]) -> dict:
+    """Mean PSNR and SSIM of the validation inputs themselves against their labels (the identity)."""
+    from .data import from_cache
+
+    scores = [(psnr(from_cache(p.rgb), from_cache(p.label)), ssim(from_cache(p.rgb), from_cache(p.label)))
+              for p in pairs]
+    return {"psnr": float(np.mean([s[0] for s in scores])), "ssim": float(np.mean([s[1] for s in scores]))}
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -376,6 +385,12 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                 maybe_plot()
             dd.barrier(info)
 
+        if info.is_main and val_pairs and step == 0:
+            base = input_scores(val_pairs)
+            say(f"validation images as they are (input vs label): PSNR {base['psnr']:.2f} dB, "
+                f"SSIM {base['ssim']:.4f}")
+        if cfg.run.val_at_start and step == 0:
+            run_validation(0)  # the starting point: fresh, or the --init weights
         pbar = _bar(total, "training", progress and info.is_main, initial=step)
         t0 = time.monotonic()
         window_loss, window_n, window_t, timed_n = 0.0, 0, time.monotonic(), 0
