@@ -76,8 +76,6 @@ _CITE = {
     "gradient-domain": "S. Paul, I. Sevcenko, P. Melnikov, Multi-exposure and multi-focus image fusion in gradient "
                        "domain, J. Circuits Syst. Comput. 25(10), 2016",
     "debevec": "P. Debevec, J. Malik, Recovering high dynamic range radiance maps from photographs, SIGGRAPH 1997",
-    "robertson": "M. Robertson, S. Borman, R. Stevenson, Estimation-theoretic approach to dynamic range "
-                 "enhancement using multiple exposures, J. Electron. Imaging 12(2), 2003",
     "reinhard": "E. Reinhard, K. Devlin, Dynamic range reduction inspired by photoreceptor physiology, IEEE TVCG 2005",
     "drago": "F. Drago et al., Adaptive logarithmic mapping for displaying high contrast scenes, CGF 22(3), 2003",
     "mantiuk": "R. Mantiuk, K. Myszkowski, H.-P. Seidel, A perceptual framework for contrast processing of HDR "
@@ -86,35 +84,30 @@ _CITE = {
     "enfuse": "Enblend/Enfuse (Hugin), after T. Mertens, J. Kautz, F. Van Reeth, Exposure fusion, PG 2007",
     "pfshdrcalibrate": "pfstools pfshdrcalibrate: M. Robertson, S. Borman, R. Stevenson, J. Electron. Imaging "
                        "12(2), 2003",
-    "drago03": "F. Drago et al., Adaptive logarithmic mapping for displaying high contrast scenes, CGF 2003",
-    "durand02": "F. Durand, J. Dorsey, Fast bilateral filtering for the display of HDR images, SIGGRAPH 2002",
     "fattal02": "R. Fattal, D. Lischinski, M. Werman, Gradient domain high dynamic range compression, "
                 "SIGGRAPH 2002",
-    "mantiuk06": "R. Mantiuk, K. Myszkowski, H.-P. Seidel, A perceptual framework for contrast processing of HDR "
-                 "images, ACM TAP 2006",
-    "reinhard05": "E. Reinhard, K. Devlin, Dynamic range reduction inspired by photoreceptor physiology, IEEE TVCG "
-                  "2005",
     "mai11": "Z. Mai et al., Optimizing a tone curve for backward-compatible high dynamic range image and video "
              "compression, IEEE TIP 20(6), 2011",
     "luminance-hdr": "Luminance HDR (luminance-hdr-cli): Debevec & Malik merge, SIGGRAPH 1997; M. Ashikhmin, "
                      "A tone mapping algorithm for high contrast images, EGWR 2002",
 }
+# pfstmo operators implementing methods cited above.
+_CITE.update(drago03=_CITE["drago"], durand02=_CITE["durand"], mantiuk06=_CITE["mantiuk"], reinhard05=_CITE["reinhard"])
 
-_MERGES = {"debevec": hdr.debevec_radiance}
 _TONEMAPS = {"reinhard": tonemap.reinhard, "drago": tonemap.drago, "mantiuk": tonemap.mantiuk,
              "durand": tonemap.durand}
 
 
-def _hdr_generator(merge: str, tmo: str) -> Callable:
-    """``merge`` radiance recovery followed by the ``tmo`` operator, as one generator function."""
-    merge_fn, tmo_fn = _MERGES[merge], _TONEMAPS[tmo]
+def _debevec_generator(tmo: str) -> Callable:
+    """Debevec radiance recovery followed by the ``tmo`` operator, as one generator function."""
+    tmo_fn = _TONEMAPS[tmo]
 
     def generate(frames: Sequence[np.ndarray], exposure_times: np.ndarray | None) -> np.ndarray:
-        return tmo_fn(merge_fn(frames, exposure_times))
+        return tmo_fn(hdr.debevec_radiance(frames, exposure_times))
 
-    generate.__name__ = f"{merge}_{tmo}"
-    generate.__doc__ = (f"{merge.title()} CRF recovery and radiance merge, then {tmo.title()} tone mapping.\n\n"
-                        f"References: {_CITE[merge]}; {_CITE[tmo]}.")
+    generate.__name__ = f"debevec_{tmo}"
+    generate.__doc__ = (f"Debevec CRF recovery and radiance merge, then {tmo.title()} tone mapping.\n\n"
+                        f"References: {_CITE['debevec']}; {_CITE[tmo]}.")
     return generate
 
 
@@ -139,10 +132,9 @@ def _table() -> dict[str, Generator]:
         Generator("spd-mef", "mef", spd_mef, False, citation=_CITE["spd-mef"]),
         Generator("gradient-domain", "mef", gradient_fusion, False, citation=_CITE["gradient-domain"]),
     ]
-    for merge, tmo in [("debevec", "reinhard"), ("debevec", "drago"), ("debevec", "mantiuk"),
-                       ("debevec", "durand")]:
-        gens.append(Generator(f"{merge}-{tmo}", "hdr", _hdr_generator(merge, tmo), True,
-                              citation=f"{_CITE[merge]}; {_CITE[tmo]}"))
+    for tmo in _TONEMAPS:
+        gens.append(Generator(f"debevec-{tmo}", "hdr", _debevec_generator(tmo), True,
+                              citation=f"{_CITE['debevec']}; {_CITE[tmo]}"))
     gens.append(Generator("enfuse", "mef", external.enfuse, False, ("enfuse",), _CITE["enfuse"]))
     for op in external.PFS_OPERATORS:
         gens.append(Generator(f"pfs-{op}", "hdr", _pfs_generator(op), True,
