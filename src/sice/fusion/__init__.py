@@ -138,7 +138,8 @@ def _table() -> dict[str, Generator]:
     gens.append(Generator("enfuse", "mef", external.enfuse, False, ("enfuse",), _CITE["enfuse"]))
     for op in external.PFS_OPERATORS:
         gens.append(Generator(f"pfs-{op}", "hdr", _pfs_generator(op), True,
-                              ("pfsinhdrgen", "pfsin", "pfstag", "pfshdrcalibrate", f"pfstmo_{op}", "pfsgamma", "pfsout"),
+                              ("pfsinhdrgen", "pfsin", "pfstag", "pfshdrcalibrate", f"pfstmo_{op}", "pfsgamma",
+                               "pfsout"),
                               f"{_CITE['pfshdrcalibrate']}; {_CITE[op]}"))
     gens.append(Generator("luminance-hdr", "hdr", external.luminance_hdr, True, ("luminance-hdr-cli",),
                           _CITE["luminance-hdr"]))

@@ -12,7 +12,6 @@ import hashlib
 import threading
 from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 
 #: Rec. 601 luma weights (R, G, B), as MATLAB's rgb2gray and OpenCV's cvtColor use.
@@ -56,16 +55,6 @@ def finish(img: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         raise RuntimeError(f"generator returned shape {out.shape}, expected {tuple(shape)}")
     out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
     return np.clip(out, 0.0, 1.0, out=out)
-
-
-def resize_max_side(img: np.ndarray, max_side: int) -> np.ndarray:
-    """Shrink ``img`` with area averaging so that its longer side is at most ``max_side``."""
-    h, w = img.shape[:2]
-    s = max(h, w)
-    if s <= max_side:
-        return img
-    f = max_side / s
-    return cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
 
 
 def stack_key(tag: str, frames8: Sequence[np.ndarray], times: np.ndarray | None) -> bytes:
