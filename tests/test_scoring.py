@@ -96,6 +96,15 @@ def test_reference_object_and_function_agree_and_cache_is_keyed_by_content():
     assert scoring.mef_ssim(other, fused) != pytest.approx(ref.score(fused), abs=1e-6)
 
 
+def test_max_side_scores_the_area_averaged_images():
+    seq = _bracket(96, 128)
+    fused = np.mean(seq, axis=0)
+    shrink = lambda im: cv2.resize(im, (64, 48), interpolation=cv2.INTER_AREA)  # noqa: E731
+    expected = scoring.mef_ssim([shrink(s) for s in seq], shrink(fused))
+    assert scoring.mef_ssim(seq, fused, max_side=64) == pytest.approx(expected, abs=1e-6)
+    assert scoring.mef_ssim(seq, fused, max_side=500) == scoring.mef_ssim(seq, fused)
+
+
 def test_downsample_matches_matlab_imfilter_symmetric():
     x = np.arange(15, dtype=np.float64).reshape(3, 5)
     # 2x2 block means; the odd last row/column is mirrored onto itself ('symmetric').

@@ -158,6 +158,11 @@ class MefSsimReference:
         The source exposures (any order), same size, at least 2.
     levels : int
         Number of scales (3 as in the authors' release; 1 = single scale).
+    max_side : int, optional
+        Score at reduced size: frames (and every fused image) are area-averaged so that their
+        longer side is at most this. None (default) scores at full size. The stack's state takes
+        about 16 bytes per pixel and frame per scale (more while it is built), so multi-megapixel
+        stacks want a limit (e.g. 1024).
 
     Raises
     ------
@@ -166,7 +171,7 @@ class MefSsimReference:
         the 11x11 window at the coarsest scale, or ``levels`` outside 1..3.
     """
 
-    def __init__(self, frames: Sequence[np.ndarray], *, levels: int = 3):
+    def __init__(self, frames: Sequence[np.ndarray], *, levels: int = 3, max_side: int | None = None):
         if not 1 <= int(levels) <= len(SCALE_WEIGHTS):
             raise ValueError(f"levels must be 1..{len(SCALE_WEIGHTS)}, got {levels}")
         if len(frames) < 2:
@@ -176,7 +181,12 @@ class MefSsimReference:
             if g.shape != grey[0].shape:
                 raise ValueError(f"frames[{i}] has size {g.shape}, frames[0] has {grey[0].shape}")
         self.shape = grey[0].shape
-        smallest = min(self.shape) / 2 ** (int(levels) - 1)
+        self._size = None
+        if max_side is not None and max(self.shape) > int(max_side):
+            f = int(max_side) / max(self.shape)
+            self._size = (max(1, round(self.shape[1] * f)), max(1, round(self.shape[0] * f)))
+            grey = [self._shrink(g) for g in grey]
+        smallest = min(grey[0].shape) / 2 ** (int(levels) - 1)
         if smallest < WINDOW:
             raise ValueError(f"frames of size {self.shape} are too small for {levels} scales of an "
                              f"{WINDOW}x{WINDOW} window")
@@ -189,6 +199,11 @@ class MefSsimReference:
         w = SCALE_WEIGHTS[: self.levels]
         self.weights = w / w.sum()
 
+    def _shrink(self, grey: np.ndarray) -> np.ndarray:
+        if self._size is None:
+            return grey
+        return cv2.resize(grey, self._size, interpolation=cv2.INTER_AREA)
+
     def score(self, fused: np.ndarray) -> float:
         """MEF-SSIM of ``fused`` ((H, W, 3) or (H, W), float in [0, 1]) against the stack.
 
@@ -200,6 +215,7 @@ class MefSsimReference:
         f = _grey255(fused, "fused")
         if f.shape != self.shape:
             raise ValueError(f"fused has size {f.shape}, the frames have {self.shape}")
+        f = self._shrink(f)
         q = []
         for level, scale in enumerate(self.scales):
             if level:
@@ -218,8 +234,8 @@ _CACHE_SIZE = 2
 _CACHE_LOCK = threading.Lock()
 
 
-def _stack_digest(frames: Sequence[np.ndarray], levels: int) -> bytes:
-    h = hashlib.blake2b(str(levels).encode(), digest_size=16)
+def _stack_digest(frames: Sequence[np.ndarray], levels: int, max_side: int | None) -> bytes:
+    h = hashlib.blake2b(f"{levels} {max_side}".encode(), digest_size=16)
     for f in frames:
         a = np.ascontiguousarray(f)
         h.update(f"{a.shape}{a.dtype}".encode())
@@ -227,7 +243,8 @@ def _stack_digest(frames: Sequence[np.ndarray], levels: int) -> bytes:
     return h.digest()
 
 
-def mef_ssim(frames: Sequence[np.ndarray], fused: np.ndarray, *, levels: int = 3) -> float:
+def mef_ssim(frames: Sequence[np.ndarray], fused: np.ndarray, *, levels: int = 3,
+             max_side: int | None = None) -> float:
     """MEF-SSIM (Ma, Zeng, Wang 2015) of a fused image against its source exposures.
 
     Parameters
@@ -238,6 +255,8 @@ def mef_ssim(frames: Sequence[np.ndarray], fused: np.ndarray, *, levels: int = 3
         The fused image.
     levels : int
         Scales (3 as in the release, 1 for the single-scale index).
+    max_side : int, optional
+        Score at reduced size (longer side at most this); see :class:`MefSsimReference`.
 
     Returns
     -------
@@ -257,13 +276,13 @@ def mef_ssim(frames: Sequence[np.ndarray], fused: np.ndarray, *, levels: int = 3
     >>> round(mef_ssim([x, x], x, levels=1), 6)
     1.0
     """
-    key = _stack_digest(frames, levels)
+    key = _stack_digest(frames, levels, max_side)
     with _CACHE_LOCK:
         ref = _CACHE.get(key)
         if ref is not None:
             _CACHE.move_to_end(key)
     if ref is None:
-        ref = MefSsimReference(frames, levels=levels)
+        ref = MefSsimReference(frames, levels=levels, max_side=max_side)
         with _CACHE_LOCK:
             _CACHE[key] = ref
             while len(_CACHE) > _CACHE_SIZE:
