@@ -104,21 +104,19 @@ def _fields(buf: memoryview, base: int = 0) -> Iterator[tuple[int, int, object, 
             raise _WireError(f"field number 0 at byte {base + start}")
         if wire == _VARINT:
             value, pos = _varint(buf, pos)
-        elif wire in (_I64, _I32, _LEN):
-            if wire == _LEN:
-                size, pos = _varint(buf, pos)
-            else:
-                size = 8 if wire == _I64 else 4
-            if pos + size > len(buf):
-                raise _WireError(f"truncated: field {number} at byte {base + start} needs {size} "
-                                 f"bytes, only {len(buf) - pos} left")
-            value = buf[pos:pos + size]
-            pos += size
-            yield number, wire, value, base + pos - size
+            yield number, wire, value, base + start
             continue
-        else:
+        if wire not in (_I64, _I32, _LEN):
             raise _WireError(f"invalid wire type {wire} at byte {base + start}")
-        yield number, wire, value, base + start
+        if wire == _LEN:
+            size, pos = _varint(buf, pos)
+        else:
+            size = 8 if wire == _I64 else 4
+        if pos + size > len(buf):
+            raise _WireError(f"truncated: field {number} at byte {base + start} needs {size} "
+                             f"bytes, only {len(buf) - pos} left")
+        yield number, wire, buf[pos:pos + size], base + pos
+        pos += size
 
 
 def _packed_ints(wire: int, value) -> list[int]:
@@ -271,7 +269,7 @@ def read_caffemodel(path: os.PathLike | str) -> CaffeNet:
             elif number in (100, 2) and wire == _LEN:
                 v1 = number == 2
                 if fmt and fmt != ("V1 (layers)" if v1 else "V2 (layer)"):
-                    continue  # a net holds one kind; Caffe itself ignores V1 layers beside V2
+                    continue  # Caffe refuses nets with both kinds; keep the first kind seen
                 fmt = "V1 (layers)" if v1 else "V2 (layer)"
                 layers.append(_parse_layer(value, offset, _V1 if v1 else _V2, v1))
     except _WireError as exc:
