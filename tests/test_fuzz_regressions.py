@@ -149,7 +149,8 @@ def test_contract_check_flags_a_message_without_the_path(tmp_path, monkeypatch):
 
 
 # --- the crashes -----------------------------------------------------------------------------
-@pytest.mark.parametrize("seed,ops,sha,was", IMAGE_CRASHES, ids=[c[3].split(":")[0] + "-" + c[2][:6] for c in IMAGE_CRASHES])
+@pytest.mark.parametrize("seed,ops,sha,was", IMAGE_CRASHES,
+                         ids=[c[3].split(":")[0] + "-" + c[2][:6] for c in IMAGE_CRASHES])
 def test_image_crash_is_now_a_clean_error(image_seeds, image_runner, seed, ops, sha, was):
     data = fuzzing.apply_recipe(image_seeds[seed], ops, image_seeds)
     assert hashlib.sha256(data).hexdigest().startswith(sha), (

@@ -804,6 +804,12 @@ def fuzz(target: str, seconds: float, crash_dir: os.PathLike | str | None = None
         Address-space allowance of the worker in bytes (default from ``max_pixels``); 0 = none.
     echo : callable, optional
         Receives a line per new crash and progress every minute.
+
+    Returns
+    -------
+    FuzzReport
+        Counts of inputs and outcomes, the distinct crashes (minimised recipes), peak memory;
+        ``report.text()`` is what the command prints.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -878,7 +884,8 @@ def fuzz(target: str, seconds: float, crash_dir: os.PathLike | str | None = None
             report.seconds = time.monotonic() - start
             report.restarts = runner.restarts
             report.peak_rss = runner.peak_rss
-            runner.conn.send(None) if runner.proc is not None and runner.proc.is_alive() else None
+            if runner.proc is not None and runner.proc.is_alive():
+                runner.conn.send(None)  # let it exit on its own
             runner.stop()
     return report
 
