@@ -148,6 +148,31 @@ def test_contract_check_flags_a_message_without_the_path(tmp_path, monkeypatch):
         fuzzing.check_image(tmp_path / "a.png")
 
 
+def misbehaving_check(path, max_pixels):
+    """A stand-in reader for the worker: hangs on b"hang", allocates 1 GiB on b"alloc"."""
+    import time
+
+    data = open(path, "rb").read()
+    if data == b"hang":
+        time.sleep(600)
+    if data == b"alloc":
+        return str(np.ones(2**30, np.uint8).sum())
+    return "ok"
+
+
+def test_worker_reports_hangs_and_over_allocation(tmp_path):
+    runner = fuzzing._Runner(f"{__name__}:misbehaving_check", tmp_path, max_pixels=1, memory=256 << 20, timeout=3)
+    try:
+        assert runner.run(b"fine")[:2] == ("pass", "ok")
+        assert runner.run(b"hang")[:2] == ("hang", "hang")
+        kind, what, detail = runner.run(b"alloc")  # a fresh worker after the hang
+        assert kind == "violation" and "MemoryError" in what, detail
+        assert runner.run(b"fine")[:2] == ("pass", "ok")
+        assert runner.restarts == 1
+    finally:
+        runner.stop()
+
+
 # --- the crashes -----------------------------------------------------------------------------
 @pytest.mark.parametrize("seed,ops,sha,was", IMAGE_CRASHES,
                          ids=[c[3].split(":")[0] + "-" + c[2][:6] for c in IMAGE_CRASHES])

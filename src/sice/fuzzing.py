@@ -645,6 +645,17 @@ def _vm_size() -> int:
     return 0
 
 
+def _check_for(target: str):
+    """``(check, seeds)`` of a target name, or of ``"module:function"`` (a check of the same
+    signature with no seeds; the tests use it to show that hangs and over-allocation are caught)."""
+    if target in CHECKS:
+        return CHECKS[target], SEEDS[target]
+    import importlib
+
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name), dict
+
+
 def _worker(target: str, conn, workdir: str, max_pixels: int, memory: int) -> None:
     import resource
     import warnings
@@ -653,16 +664,17 @@ def _worker(target: str, conn, workdir: str, max_pixels: int, memory: int) -> No
     # Library chatter (libjpeg, OpenCV) goes to a log, not the report.
     log = os.open(os.path.join(workdir, "worker.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 2)
-    check = CHECKS[target]
+    check, seeds = _check_for(target)
+    suffix = SUFFIX.get(target, ".bin")
     # Warm up every import and lazy table with the seeds, then fix the address-space ceiling.
-    for name, data in SEEDS[target]().items():
-        p = Path(workdir) / f"seed{SUFFIX[target]}"
+    for data in seeds().values():
+        p = Path(workdir) / f"seed{suffix}"
         p.write_bytes(data)
         check(p, max_pixels)
     if memory:
         resource.setrlimit(resource.RLIMIT_AS, (_vm_size() + memory, resource.RLIM_INFINITY))
     conn.send(("ready", "", ""))
-    path = Path(workdir) / f"input{SUFFIX[target]}"
+    path = Path(workdir) / f"input{suffix}"
     while True:
         data = conn.recv()
         if data is None:
