@@ -352,3 +352,27 @@ def test_bench_table_from_entries():
     assert row_a.split()[1:] == ["1.000", "2.00", "1.00", "2/2"]  # 2 s over 1 MP; 1 s scoring / MP
     assert next(line for line in lines if line.startswith("b ")).split()[-1] == "0/2"
     assert "projected wall time for all 10 scenes: 0.3 min (2.00 s/scene wall)" in table
+
+
+@pytest.mark.realdata
+def test_real_sice_sequences(shared_data, tmp_path):
+    """Two real SICE sequences with two real generators and real MEF-SSIM: frames copied byte for
+    byte in dark-to-bright order, exposures increasing, small shifts, best-scoring label."""
+    from sice.dataset_build import resolve_generators
+
+    src = tmp_path / "seq"
+    src.mkdir()
+    for name in ("001", "003"):
+        (src / name).symlink_to(shared_data / "sice512" / name)
+    generators, _ = resolve_generators(["mertens", "gff"])
+    result = build_dataset(src, tmp_path / "ds", BuildOptions(generators=generators))
+    assert result.built == ["001", "003"] and not result.failed
+    for name, entry in read_scene_entries(tmp_path / "ds").items():
+        originals = sorted((shared_data / "sice512" / name).glob("*.jpg"), key=lambda p: int(p.stem))
+        assert [f["source"] for f in entry["frames"]] == [p.name for p in originals]
+        assert (tmp_path / "ds" / name / "3.jpg").read_bytes() == originals[2].read_bytes()
+        evs = [f["exposure_ev"] for f in entry["frames"]]
+        assert evs[0] == 0 and evs[-1] > 3 and np.all(np.diff(evs) > -0.1)
+        assert entry["alignment"]["max_shift"] < 3 and entry["flags"] == []
+        scores = {n: g["mef_ssim"] for n, g in entry["generators"].items()}
+        assert entry["label"]["generator"] == max(scores, key=scores.get) and min(scores.values()) > 0.85
