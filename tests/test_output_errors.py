@@ -189,8 +189,6 @@ def test_enhance_output_equal_to_an_input(photos, tmp_path):
     assert sorted(p.name for p in photos.iterdir()) == ["big.jpg", "small.png"]
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (cli/enhance.py owner): with -o equal to the input folder the "
-                   "inputs are excluded as outputs and the error says only 'no input images found'")
 def test_enhance_output_folder_equal_to_input_folder_says_so(photos):
     code, stderr = _enhance(photos, "-o", photos)
     assert code == 1 and "input" in _error_lines(stderr)[-1].replace("no input images", "")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import SiceError
 from ._common import BatchReport, report_errors
 
 
@@ -54,12 +55,17 @@ def command(inputs, output, model, device, backend, recursive, fmt, quality, ove
     for item, reason in problems:
         report.failure(item, reason)
     if not files:
+        inside = [i for i in inputs if Path(i).is_dir() and _is_within(out_dir, Path(i)) or
+                  Path(i).is_dir() and _is_within(Path(i), out_dir)]
+        if inside and not problems:
+            raise SiceError(f"{out_dir}: the output folder is (or is inside) the input folder {inside[0]}; "
+                            "its images would be taken for outputs - choose another -o")
         report.finish()
-        raise click.ClickException("no input images found")
+        raise SiceError("no input images found")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise click.ClickException(f"{out_dir}: cannot create output folder: {exc.strerror or exc}")
+        raise SiceError(f"{out_dir}: cannot create output folder: {exc.strerror or exc}") from None
 
     _remove_stale_temp_files(out_dir, recursive)
     enhancer = Enhancer(model, device=device, backend=backend, tile=tile)
@@ -83,8 +89,6 @@ def command(inputs, output, model, device, backend, recursive, fmt, quality, ove
             enhance_file(src, dst, enhancer=enhancer, quality=quality, max_pixels=max_pixels)
             report.success()
         except Exception as exc:  # one bad file must not stop a library-sized batch
-            from ..errors import SiceError
-
             reason = str(exc) if isinstance(exc, SiceError) else f"{type(exc).__name__}: {exc}"
             if isinstance(exc, SiceError) and reason.startswith(str(src)):
                 reason = reason[len(str(src)) + 2:]
@@ -95,6 +99,14 @@ def command(inputs, output, model, device, backend, recursive, fmt, quality, ove
         report.finish()
     elif single_file_out or len(files) == 1:
         click.echo(str(dst), err=True)
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
 
 
 def _remove_stale_temp_files(out_dir: Path, recursive: bool) -> None:
