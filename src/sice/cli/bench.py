@@ -13,6 +13,10 @@ import click
 BENCHES: dict[str, tuple[str, str, str]] = {
     "build-dataset": ("sice.cli.build_dataset", "bench_command",
                       "Time building a dataset: per-generator s/MP and projected total."),
+    "enhance": ("sice.cli.bench_enhance", "bench_command",
+                "Whole-process time and peak RSS of sice enhance vs. OpenCV decode+encode."),
+    "eval": ("sice.cli.eval", "bench_command",
+             "Time the classic baselines on sice512 with the levels protocol (target 10 min)."),
 }
 
 
