@@ -15,6 +15,8 @@ BENCHES: dict[str, tuple[str, str, str]] = {
                       "Time building a dataset: per-generator s/MP and projected total."),
     "enhance": ("sice.cli.bench_enhance", "bench_command",
                 "Whole-process time and peak RSS of sice enhance vs. OpenCV decode+encode."),
+    "train": ("sice.cli.train", "bench_command",
+              "Training throughput (patches/s) per model, with and without channels_last."),
     "eval": ("sice.cli.eval", "bench_command",
              "Time the classic baselines on sice512 with the levels protocol (target 10 min)."),
 }
