@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 
 import click
@@ -58,3 +59,40 @@ class BatchReport:
         click.echo(self.summary(what), err=True)
         if self.failed:
             sys.exit(1)
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported only when invoked.
+
+    ``table`` maps a subcommand name to ``(module, attribute, one-line help)``; listing the
+    group (``--help``) imports nothing, so help answers without loading torch.
+    """
+
+    def __init__(self, *args, table: dict[str, tuple[str, str, str]], section: str = "Commands", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.table = table
+        self.section = section
+
+    def list_commands(self, ctx):
+        return list(self.table)
+
+    def get_command(self, ctx, name):
+        if name not in self.table:
+            return None
+        module_name, attribute, _ = self.table[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+
+            @click.command(name=name, help="(not available in this build)")
+            def unavailable():
+                raise click.ClickException(f"'{name}' is not available in this build of sice")
+
+            return unavailable
+        return getattr(module, attribute)
+
+    def format_commands(self, ctx, formatter):
+        with formatter.section(self.section):
+            formatter.write_dl([(name, help_) for name, (_, _, help_) in self.table.items()])

@@ -5,9 +5,9 @@ when it runs. To add one: write a click command in your own CLI module and add a
 """
 from __future__ import annotations
 
-import importlib
-
 import click
+
+from ._common import LazyGroup
 
 # name -> (module, attribute, one-line help)
 BENCHES: dict[str, tuple[str, str, str]] = {
@@ -22,21 +22,6 @@ BENCHES: dict[str, tuple[str, str, str]] = {
 }
 
 
-class _LazyBenches(click.Group):
-    def list_commands(self, ctx):
-        return list(BENCHES)
-
-    def get_command(self, ctx, name):
-        if name not in BENCHES:
-            return None
-        module, attribute, _ = BENCHES[name]
-        return getattr(importlib.import_module(module), attribute)
-
-    def format_commands(self, ctx, formatter):
-        with formatter.section("Benchmarks"):
-            formatter.write_dl([(name, help_) for name, (_, _, help_) in BENCHES.items()])
-
-
-@click.group(name="bench", cls=_LazyBenches)
+@click.group(name="bench", cls=LazyGroup, table=BENCHES, section="Benchmarks")
 def command():
     """Benchmarks that print speed and memory figures."""
