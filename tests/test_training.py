@@ -294,3 +294,12 @@ def test_bench_training_reports_both_formats():
         ("sice2018-perpixel", False), ("sice2018-perpixel", True)]
     assert [r.patch for r in rows] == [10, 10, 8, 8]  # Model 3 needs multiples of 4
     assert all(r.patches_per_s > 0 and r.seconds_per_step > 0 for r in rows)
+
+
+def test_time_limit_stops_with_checkpoint_and_score_then_resumes(dataset, tmp_path):
+    cfg = load_config(None, TINY + ["run.steps=5", "run.time_limit_s=1e-6", "run.val_at_start=false"])
+    r = train(dataset, tmp_path / "run", cfg, progress=False)
+    assert r.step == 1 and [v["step"] for v in r.val] == [1]  # a time-boxed run still ends with a score
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 1
+    cfg = load_config(tmp_path / "run" / "config.toml", ["run.time_limit_s=0"])
+    assert train(dataset, tmp_path / "run", cfg, progress=False, resume=True).step == 5

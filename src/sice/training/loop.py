@@ -369,8 +369,11 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                             title=f"{mconf.name} ({run_dir.name})")
                 last_plot = time.monotonic()
 
+        last_val_step = -1  # the same on every rank, so all of them meet at the barrier below
+
         def run_validation(epoch: int) -> None:
-            nonlocal best_psnr, last_val
+            nonlocal best_psnr, last_val, last_val_step
+            last_val_step = step
             if info.is_main and val_pairs:
                 v = validate(model, val_pairs, info.device, channels_last=channels_last)
                 v.update(step=step, epoch=epoch)
@@ -443,18 +446,24 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                 end_of_epoch = step % steps_per_epoch == 0
                 if (cfg.run.val_every and step % cfg.run.val_every == 0) or \
                         (not cfg.run.val_every and end_of_epoch) or step == total:
-                    if not (val_history and val_history[-1]["step"] == step):
+                    if last_val_step != step:
                         run_validation(epoch)
-                if step >= total or (stop_after is not None and step >= stop_after) or \
-                        (cfg.run.time_limit_s and time.monotonic() - t0 >= cfg.run.time_limit_s):
+                out_of_time = bool(cfg.run.time_limit_s) and time.monotonic() - t0 >= cfg.run.time_limit_s
+                if cfg.run.time_limit_s and info.distributed:
+                    # Clocks differ between ranks: all stop at the same step or DDP would hang.
+                    out_of_time = dd.mean_across(float(out_of_time), info) > 0
+                if step >= total or (stop_after is not None and step >= stop_after) or out_of_time:
                     break
             else:
                 continue
             break  # stopped early (stop_after / time limit) or done
         pbar.close()
-        if step < total and info.is_main:
-            say(f"stopped at step {step} of {total}; continue with --resume")
         epoch = step // steps_per_epoch
+        if step < total:
+            if info.is_main:
+                say(f"stopped at step {step} of {total}; continue with --resume")
+            if last_val_step != step and stop_after is None:
+                run_validation(epoch)  # a time-boxed run ends with a score too
         if info.is_main:
             save(last_path, epoch, last_val)
             maybe_plot(force=True)
