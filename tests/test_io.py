@@ -202,3 +202,12 @@ def test_list_images_natural_order(tmp_path):
     for n in ("10.jpg", "2.JPG", "1.png", "notes.txt", ".hidden.jpg"):
         (tmp_path / n).write_bytes(b"x")
     assert [p.name for p in sio.list_images(tmp_path)] == ["1.png", "2.JPG", "10.jpg"]
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = sio.write_image(tmp_path / "a.png", _pattern())
+    finally:
+        os.umask(old)
+    assert (p.stat().st_mode & 0o777) == 0o644

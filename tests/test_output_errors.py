@@ -166,7 +166,7 @@ def test_enhance_read_only_output_folder(photos, read_only_fs):
     assert _digest(photos) == inputs
 
     code, stderr = _enhance(photos, "-o", out / "new")  # a folder that cannot be created
-    assert code == 1 and _error_lines(stderr) == [f"Error: {out / 'new'}: cannot create output folder: "
+    assert code == 1 and _error_lines(stderr) == [f"sice: error: {out / 'new'}: cannot create output folder: "
                                                   "Read-only file system"]
 
 

@@ -68,6 +68,9 @@ def export_onnx(model, path: os.PathLike | str, *, check: bool = True) -> Path:
             import onnx
 
             onnx.checker.check_model(tmp)
+        from .io import _default_file_mode
+
+        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -585,6 +585,7 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
     except OSError as exc:
         raise ImageWriteError(path, f"cannot write in {folder}: {exc.strerror or exc}") from None
     try:
+        os.fchmod(fd, _default_file_mode())  # mkstemp makes 0600; outputs get normal permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -596,6 +597,13 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+def _default_file_mode() -> int:
+    """0666 minus the process umask: what ``open()`` would have given a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _unlink_quietly(p: str) -> None:

@@ -59,6 +59,9 @@ def atomic_torch_save(obj: Any, path: os.PathLike | str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
+        from ..io import _default_file_mode
+
+        os.fchmod(fd, _default_file_mode())  # mkstemp makes 0600
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
