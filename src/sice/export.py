@@ -154,16 +154,16 @@ def _nchw(a: np.ndarray) -> np.ndarray:
 
 def shipped_onnx_path(name: str) -> Path | None:
     """The ONNX form shipped in the package for a registry name (or ``default``), if any."""
-    from .models.checkpoint import DEFAULT_MODEL
+    from .weights import shipped_file
 
-    if name == "default":
-        name = DEFAULT_MODEL
-    p = Path(__file__).resolve().parent / "weights" / f"{name}.onnx"
-    return p if p.is_file() and Path(str(p) + ".json").is_file() else None
+    p = shipped_file(name, ".onnx")
+    return p if p is not None and Path(str(p) + ".json").is_file() else None
 
 
 def shipped_onnx_runner(name: str, *, required: bool = False) -> OnnxRunner | None:
     """An onnxruntime runner for a shipped model, or None (then torch is used).
+
+    The runner's name is the architecture's (``default`` resolves to it).
 
     ``required``: raise :class:`ModelError` instead of returning None.
     """

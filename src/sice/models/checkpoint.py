@@ -20,11 +20,10 @@ import torch
 import torch.nn as nn
 
 from ..errors import ModelError
+from ..weights import DEFAULT_MODEL, shipped_file
 from ._registry import create_model, list_models
 
 FORMAT = "sice-checkpoint"
-#: The architecture whose shipped weights ``sice enhance`` uses when no model is named.
-DEFAULT_MODEL = "gaingrid"
 VERSION = 1
 
 
@@ -130,5 +129,4 @@ def load_model(name_or_path: str | os.PathLike) -> nn.Module:
 
 def shipped_weights_path(name: str) -> Path | None:
     """Path of the weights shipped inside the package for ``name``, if any."""
-    p = Path(__file__).resolve().parent.parent / "weights" / f"{name}.pt"
-    return p if p.is_file() else None
+    return shipped_file(name, ".pt")
