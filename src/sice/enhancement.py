@@ -258,8 +258,9 @@ class TorchRunner(_Runner):
             from .decomposition import aux_tensor
 
             planes.append(np.moveaxis(aux_tensor(rgb, method=decomposition), 0, -1))
-        stacked = np.concatenate(planes, axis=2) if len(planes) > 1 else rgb
-        return tiled_apply(stacked, self._forward_tile, tile=tile, overlap=cfg.receptive_radius,
+        # the planes are joined per tile, not for the whole image: at 24 MP a full-size
+        # 5-channel copy would cost 480 MB of peak memory
+        return tiled_apply(planes, self._forward_tile, tile=tile, overlap=cfg.receptive_radius,
                            multiple=cfg.size_multiple, out_channels=3)
 
     def _forward_tile(self, block: np.ndarray) -> np.ndarray:
@@ -284,7 +285,7 @@ class TorchRunner(_Runner):
 # --------------------------------------------------------------------------------------------
 # Full-resolution building blocks (NumPy/OpenCV, shared with the ONNX runner)
 # --------------------------------------------------------------------------------------------
-def tiled_apply(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], *, tile: int,
+def tiled_apply(image: np.ndarray | list[np.ndarray], fn: Callable[[np.ndarray], np.ndarray], *, tile: int,
                 overlap: int, multiple: int = 1, out_channels: int = 3) -> np.ndarray:
     """Apply a translation-equivariant ``fn`` to ``image`` in overlapping tiles.
 
@@ -296,20 +297,28 @@ def tiled_apply(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], *, ti
 
     Parameters
     ----------
-    image : (H, W, C) float32
+    image : (H, W, C) float32, or a list of (H, W, Ci) planes
+        A list is joined along channels tile by tile (never as a whole-image copy).
     fn : callable
         (h, w, C) -> (h, w, out_channels)
     """
-    h, w = image.shape[:2]
+    planes = list(image) if isinstance(image, (list, tuple)) else [image]
+    h, w = planes[0].shape[:2]
     m = max(1, int(multiple))
     ph, pw = -h % m, -w % m
     if ph or pw:
-        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
-    H, W = image.shape[:2]
+        mode = "reflect" if min(h, w) > 1 else "edge"
+        planes = [np.pad(p, ((0, ph), (0, pw), (0, 0)), mode=mode) for p in planes]
+    H, W = planes[0].shape[:2]
+
+    def block(ya: int, yb: int, xa: int, xb: int) -> np.ndarray:
+        parts = [p[ya:yb, xa:xb] for p in planes]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+
     tile = max(m, (int(tile) // m) * m)
     ov = int(math.ceil(overlap / m) * m)
     if H <= tile + 2 * ov and W <= tile + 2 * ov:
-        out = fn(image)
+        out = fn(block(0, H, 0, W))
         return np.ascontiguousarray(out[:h, :w])
     out = np.empty((H, W, out_channels), dtype=np.float32)
     for y0 in range(0, H, tile):
@@ -318,7 +327,7 @@ def tiled_apply(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], *, ti
         for x0 in range(0, W, tile):
             x1 = min(x0 + tile, W)
             xa, xb = max(0, x0 - ov), min(W, x1 + ov)
-            res = fn(image[ya:yb, xa:xb])
+            res = fn(block(ya, yb, xa, xb))
             out[y0:y1, x0:x1] = res[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
     return out[:h, :w]
 

@@ -133,15 +133,13 @@ class OnnxRunner:
             from .decomposition import aux_tensor
 
             planes.append(np.moveaxis(aux_tensor(rgb, method=decomposition), 0, -1))
-        stacked = np.concatenate(planes, axis=2) if len(planes) > 1 else rgb
-
         def fwd(block: np.ndarray) -> np.ndarray:
             feed = {"rgb": _nchw(block[..., :3])}
             if block.shape[2] > 3:
                 feed["aux"] = _nchw(block[..., 3:])
             return np.clip(self.session.run(None, feed)[0][0].transpose(1, 2, 0), 0, 1)
 
-        return tiled_apply(stacked, fwd, tile=tile, overlap=int(self.config.get("receptive_radius", 0)),
+        return tiled_apply(planes, fwd, tile=tile, overlap=int(self.config.get("receptive_radius", 0)),
                            multiple=int(self.config.get("size_multiple", 1)), out_channels=3)
 
 
