@@ -68,6 +68,7 @@ FGS_LAMBDA_ATTENUATION = 0.25
 FGS_NUM_ITER = 3
 
 _METHODS = ("auto", "exact", "fast")
+_ROWS = 256  # rows per band in the element-wise steps (bounded memory on 24 MP photos)
 
 
 def _im2uint8(rgb: np.ndarray) -> np.ndarray:
@@ -79,8 +80,13 @@ def _im2uint8(rgb: np.ndarray) -> np.ndarray:
         return np.floor(a / 257.0 + 0.5).astype(np.uint8)
     if a.dtype.kind == "f":
         # MATLAB maps NaN to 0; rounding is half away from zero (floor(x + 0.5) for x >= 0).
-        x = np.nan_to_num(a.astype(np.float64), nan=0.0)
-        return np.floor(np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        # Done in double like MATLAB, a band of rows at a time: a whole 24 MP float64 copy
+        # (and its temporaries) would cost over a GB.
+        out = np.empty(a.shape, np.uint8)
+        for r in range(0, a.shape[0], _ROWS):
+            x = np.nan_to_num(a[r:r + _ROWS].astype(np.float64), nan=0.0)
+            out[r:r + _ROWS] = np.floor(np.clip(x, 0.0, 1.0) * 255.0 + 0.5)
+        return out
     raise ValueError(f"rgb dtype must be uint8, uint16 or float, got {a.dtype}")
 
 
@@ -114,8 +120,11 @@ def release_gray(rgb: np.ndarray) -> np.ndarray:
     if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] == 0 or a.shape[1] == 0:
         raise ValueError(f"rgb must have shape (H, W, 3), got {a.shape}")
     u8 = _im2uint8(a)
-    # imapplymatrix computes in double and rounds half away from zero into uint8.
-    gray = np.floor(u8.astype(np.float64) @ MATLAB_RGB2GRAY + 0.5)
+    # imapplymatrix computes in double and rounds half away from zero into uint8 (the values
+    # are integers 0..255, held as float32; computed a band of rows at a time for memory).
+    gray = np.empty(u8.shape[:2], np.float32)
+    for r in range(0, u8.shape[0], _ROWS):
+        gray[r:r + _ROWS] = np.floor(u8[r:r + _ROWS].astype(np.float64) @ MATLAB_RGB2GRAY + 0.5)
     peak = gray.max()
     if peak == 0:
         return np.zeros(gray.shape, np.float32)
