@@ -9,9 +9,9 @@ from sice.enhancement import Enhancer, apply_log2_gain, tiled_apply
 from sice.models import create_model
 
 
-def _random_model(name, seed=0):
+def _random_model(name, seed=0, **kwargs):
     torch.manual_seed(seed)
-    m = create_model(name)
+    m = create_model(name, **kwargs)
     with torch.no_grad():  # make the residual branch matter so the test can fail
         for p in m.parameters():
             if p.dim() == 4:
@@ -86,11 +86,12 @@ def test_apply_log2_gain_matches_reference():
     np.testing.assert_allclose(got, ref, atol=2e-3)
 
 
-def test_gaingrid_torch_equals_onnx(tmp_path):
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_gaingrid_torch_equals_onnx(tmp_path, adaptive):
     pytest.importorskip("onnxruntime")
     from sice.export import export_onnx
 
-    model = _random_model("gaingrid")
+    model = _random_model("gaingrid", adaptive=adaptive)
     with torch.no_grad():
         model.to_grid.weight.normal_(0, 0.3)
         model.to_grid.bias.normal_(0, 1.0)

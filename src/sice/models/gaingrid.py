@@ -25,6 +25,8 @@ References
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -32,6 +34,8 @@ import torch.nn.functional as F
 from ._bilateral import bilateral_slice
 from ._registry import ModelConfig, register_model
 
+_REC601 = torch.tensor([0.299, 0.587, 0.114])
+_EPS = 1e-4  # floor before a fractional power (its gradient at 0 is infinite)
 THUMB = 256  # side of the square thumbnail the grid network sees
 MAX_STOPS = 4.0  # gains are bounded to 2**[-4, 4]: enough for -4 EV .. +4 EV inputs
 
@@ -54,6 +58,16 @@ class GainGrid(nn.Module):
     work_size : int
         Long side at which :meth:`gain_field` is evaluated when enhancing a large photo; the
         gains are then upsampled bilinearly (they are smooth) and applied at full resolution.
+    adaptive : bool
+        Exposure-adaptive guide and input (the shipped model since v3). A dark photo's luma
+        fills only the lowest few of the ``bins`` intensity levels, so its tone curve had 2-3
+        knots to bend with. With ``adaptive``, the thumbnail's white point and the exponent that
+        maps its mean to 0.5 are computed in the graph (:meth:`exposure_normalisation`), the
+        guide becomes ``(luma / white) ** a`` (the levels spread over the photo's own tones, dark
+        or bright) and the network sees the normalised thumbnail beside the raw one
+        (exposure-normalised features, plus the raw thumbnail so it still knows how far off the
+        exposure is). False keeps the v1/v2 layout
+        (sqrt guide, 3 input channels) so their checkpoints still load.
 
     Notes
     -----
@@ -62,13 +76,15 @@ class GainGrid(nn.Module):
     resolution (what :mod:`sice.enhancement` and the ONNX export do).
     """
 
-    def __init__(self, grid_size: int = 16, bins: int = 8, width: int = 64, work_size: int = 1024):
+    def __init__(self, grid_size: int = 16, bins: int = 8, width: int = 64, work_size: int = 1024,
+                 adaptive: bool = False):
         super().__init__()
         if THUMB % grid_size or (THUMB // grid_size) & (THUMB // grid_size - 1):
             raise ValueError(f"grid_size must divide {THUMB} by a power of two, got {grid_size}")
         self.grid_size, self.bins, self.width, self.work_size = grid_size, bins, width, work_size
+        self.adaptive = bool(adaptive)
         n_down = (THUMB // grid_size).bit_length() - 1
-        chans = [3] + [min(width, 16 * 2 ** i) for i in range(n_down)]
+        chans = [6 if self.adaptive else 3] + [min(width, 16 * 2 ** i) for i in range(n_down)]
         chans[-1] = width
         self.splat = nn.Sequential(*[m for i in range(n_down)
                                      for m in (_conv(chans[i], chans[i + 1], 2), nn.ReLU(inplace=True))])
@@ -90,8 +106,31 @@ class GainGrid(nn.Module):
         nn.init.zeros_(self.to_grid.weight)  # identity at start: every gain is 2**0
 
     # -- pieces --------------------------------------------------------------------------------
+    def exposure_normalisation(self, thumb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, h, w) thumbnail -> ``(white, exponent)``, each (B, 1, 1, 1).
+
+        ``white`` is the thumbnail's brightest Rec. 601 luma (an area-averaged 256x256 copy, so
+        a few hot pixels do not set it) and ``exponent`` maps the mean of ``luma / white`` to 0.5:
+        ``(luma / white) ** exponent`` spans the intensity levels whatever the exposure. Clamps
+        (white >= 0.01, mean in [0.01, 0.99], exponent in [1/8, 8]) keep a black or white frame
+        finite.
+        """
+        luma = (thumb.clamp(0, 1) * _REC601.to(thumb).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        white = luma.amax(dim=(2, 3), keepdim=True).clamp_min(0.01)
+        mean = (luma / white).mean(dim=(2, 3), keepdim=True).clamp(0.01, 0.99)
+        return white, (math.log(0.5) / torch.log(mean)).clamp(1 / 8, 8)
+
+    @staticmethod
+    def normalise(x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """``(x / white) ** exponent``, clamped to [1e-4, 1] first (a fractional power's slope
+        at 0 is infinite)."""
+        white, exponent = norm
+        return (x / white).clamp(_EPS, 1) ** exponent
+
     def grid(self, thumb: torch.Tensor) -> torch.Tensor:
         """(B, 3, 256, 256) thumbnail -> (B, 3, bins, G, G) log2 gains."""
+        if self.adaptive:
+            thumb = torch.cat([thumb, self.normalise(thumb, self.exposure_normalisation(thumb))], dim=1)
         f = self.splat(thumb)
         glob = self.global_fc(self.global_conv(f))
         fused = F.relu(self.local(f) + glob[:, :, None, None])
@@ -99,18 +138,29 @@ class GainGrid(nn.Module):
         b, _, gh, gw = z.shape
         return (MAX_STOPS * torch.tanh(z / MAX_STOPS)).view(b, 3, self.bins, gh, gw)
 
-    def guide(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, 1, H, W) intensity guide in [0, 1]."""
-        g = (x.clamp(0, 1).sqrt() * self.guide_weight.view(1, 3, 1, 1)).sum(1, keepdim=True)
+    def guide(self, x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 1, H, W) intensity guide in [0, 1].
+
+        v1/v2: a learned mix of sqrt-RGB. Adaptive: the learned mix of RGB, normalised by the
+        thumbnail's ``norm = (white, exponent)`` (:meth:`exposure_normalisation`).
+        """
+        w = self.guide_weight.view(1, 3, 1, 1)
+        if self.adaptive:
+            if norm is None:
+                raise ValueError("an adaptive gaingrid's guide needs the thumbnail's normalisation")
+            g = self.normalise((x.clamp(0, 1) * w).sum(1, keepdim=True), norm)
+        else:
+            g = (x.clamp(0, 1).sqrt() * w).sum(1, keepdim=True)
         return (g + self.guide_bias).clamp(0, 1)
 
-    def slice(self, grid: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def slice(self, grid: torch.Tensor, x: torch.Tensor,
+              norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Trilinear slicing of ``grid`` at ``x``'s pixels -> (B, 3, H, W) log2 gains.
 
         Shared with ``hdrnet``: see :func:`sice.models._bilateral.bilateral_slice` (bilinear
         upsampling of each intensity level + hat weights over levels == trilinear; plain ONNX ops).
         """
-        return bilateral_slice(grid, self.guide(x))
+        return bilateral_slice(grid, self.guide(x, norm))
 
     @staticmethod
     def thumbnail(x: torch.Tensor) -> torch.Tensor:
@@ -118,12 +168,13 @@ class GainGrid(nn.Module):
 
     def gain_field(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, H, W) log2 gains for ``x`` (thumbnail taken from ``x``)."""
-        return self.slice(self.grid(self.thumbnail(x)), x)
+        return self.log_gain(self.thumbnail(x), x)
 
     def log_gain(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
         """Inference entry shared by the torch and ONNX paths: the caller makes the thumbnail
         (OpenCV INTER_AREA), so both backends see identical inputs."""
-        return self.slice(self.grid(thumb), work)
+        norm = self.exposure_normalisation(thumb) if self.adaptive else None
+        return self.slice(self.grid(thumb), work, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x * torch.exp2(self.gain_field(x))).clamp(0, 1)
