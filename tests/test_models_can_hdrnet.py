@@ -266,6 +266,58 @@ def test_enhancer_runs_both_models_and_keeps_size():
         np.testing.assert_allclose(out, img, atol=0.05 if name == "can32" else 1e-5)
 
 
+def _trained_looking_hdrnet(seed=0):
+    torch.manual_seed(seed)
+    model = create_model("hdrnet").eval()
+    with torch.no_grad():  # off the identity start: coefficients vary over the grid
+        model.predict.weight.normal_(0, 0.02)
+    return model
+
+
+def test_hdrnet_photo_path_equals_full_resolution_slicing_up_to_its_work_size():
+    # Up to work_size the gain transfer (log_gain, applied by the shared apply_log2_gain) must give
+    # forward()'s output, but for the ratio's 1e-3 floor (|error| <= 1e-3 |x - y| / x) and the
+    # -8 stop bound (an output clipped to 0 becomes x / 256). The 256x256 copy is the one the
+    # photo path makes (OpenCV INTER_AREA; torch's area mode weighs fractional pixels differently).
+    from sice.enhancement import gain_inputs
+
+    model = _trained_looking_hdrnet()
+    img = np.random.default_rng(4).uniform(0.1, 0.9, (120, 150, 3)).astype(np.float32)
+    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
+    with torch.no_grad():
+        thumb = as_t(gain_inputs(img, model.work_size)[0])
+        ref = model._sliced_affine(model.coefficients(thumb), as_t(img)).clamp(0, 1)[0].numpy().transpose(1, 2, 0)
+    got = Enhancer(model, backend="torch").enhance_rgb(img)
+    assert np.abs(ref - img).mean() > 0.02  # the model changes the image: the test can fail
+    bound = 1e-3 * np.abs(img - ref) / img + img / 256 * (ref == 0) + 1e-5
+    assert (np.abs(got - ref) <= bound).all()
+    # above work_size, gains are interpolated between working pixels: on a smooth photo close to
+    # the full-resolution slicing, not equal
+    import cv2
+
+    smooth = cv2.resize(np.random.default_rng(6).uniform(0.1, 0.9, (6, 8, 3)).astype(np.float32), (150, 120),
+                        interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    with torch.no_grad():
+        thumb = as_t(gain_inputs(smooth, model.work_size)[0])
+        ref = model._sliced_affine(model.coefficients(thumb), as_t(smooth)).clamp(0, 1)[0].numpy().transpose(1, 2, 0)
+    model.work_size = 64
+    far = Enhancer(model, backend="torch").enhance_rgb(smooth)
+    assert 1e-4 < np.abs(far - ref).mean() < 0.01
+
+
+def test_hdrnet_exports_to_onnx_and_matches_torch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from sice.export import export_onnx
+
+    model = _trained_looking_hdrnet(1)
+    export_onnx(model, tmp_path / "h.onnx")
+    img = np.random.default_rng(5).random((90, 130, 3)).astype(np.float32)
+    a = Enhancer(model, backend="torch").enhance_rgb(img)
+    b = Enhancer(str(tmp_path / "h.onnx")).enhance_rgb(img)
+    assert np.abs(a - img).mean() > 0.02
+    assert np.abs(a - b).max() <= 1 / 255
+
+
 # --------------------------------------------------------------------------------------------
 # Gradients and a short training run
 # --------------------------------------------------------------------------------------------

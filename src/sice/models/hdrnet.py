@@ -36,9 +36,17 @@ Deviations from [1]_, and why:
   published training scripts turn it off; with the small batches a CPU allows it would hurt.
 * The 256x256 copy is made by area averaging (``interpolate(mode="area")``): the paper only says
   the input is down-sampled; area averaging does not alias.
-* Inference runs on the whole image at once (``fully_convolutional=False``). That is fine up to
-  a few megapixels; at 20 MP the slicing alone holds ~12 x 4 bytes x 20 M = 1 GB per depth
-  level, and a strip-wise slicing would be the way to bound it (not done).
+* Inference on photos (``sice enhance``, ``sice eval``) goes through :meth:`HDRNet.log_gain`:
+  the network is applied at a working resolution (long side ``work_size`` = 1024) and its effect
+  is handed to the full-resolution photo as a per-channel gain ``output / input``, which
+  :func:`sice.enhancement.apply_log2_gain` upsamples and applies strip by strip in the photo's
+  own dtype -- the default model's path, shared rather than written twice. Slicing at full
+  resolution instead held ~12 x 4 bytes x 20 M = 1 GB per depth level and took ~70 s at 20 MP on
+  2 cores (docs/can-hdrnet.md). Up to 1024 px the working image *is* the photo and the result
+  equals ``forward`` except where a gain is clamped (+-8 stops) or on near-black pixels (the
+  ratio's ``1e-3`` floor: an offset cannot lift a pixel that is exactly 0). Above it, gains are
+  interpolated between working pixels, as for ``gaingrid``. ``forward`` (training, and
+  ``Enhancer`` on torch tensors through it) slices at full resolution as the paper does.
 
 References
 ----------
@@ -64,6 +72,10 @@ LOWRES = 256
 N_COEFFS = 12
 #: Knots of each guidance curve ([1]_, Sec. 3.4).
 CURVE_KNOTS = 16
+#: Floor added to both sides of the ``output / input`` gain ratio of :meth:`HDRNet.log_gain`.
+GAIN_EPS = 1e-3
+#: Bound of the transferred log2 gains (stops).
+GAIN_STOPS = 8.0
 
 
 def _conv(cin: int, cout: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
@@ -115,6 +127,8 @@ class HDRNet(nn.Module):
         Spatial cells per side (16 in [1]_: 256 / 2^n_S with n_S = 4).
     channel_multiplier : int
         Scales every width (1 in [1]_; the authors' ``channel_multiplier``).
+    work_size : int
+        Long side of the working resolution of :meth:`log_gain` (photo inference).
 
     Notes
     -----
@@ -122,14 +136,15 @@ class HDRNet(nn.Module):
     :meth:`coefficients` and :meth:`guide` expose the two halves.
     """
 
-    def __init__(self, luma_bins: int = 8, grid_size: int = 16, channel_multiplier: int = 1):
+    def __init__(self, luma_bins: int = 8, grid_size: int = 16, channel_multiplier: int = 1,
+                 work_size: int = 1024):
         super().__init__()
         n_splat = (LOWRES // grid_size).bit_length() - 1
         if grid_size < 4 or LOWRES % grid_size or 2 ** n_splat != LOWRES // grid_size:
             raise ValueError(f"grid_size must be {LOWRES} / 2^k and >= 4, got {grid_size}")
         if luma_bins < 2:
             raise ValueError(f"luma_bins must be >= 2, got {luma_bins}")
-        self.luma_bins, self.grid_size = luma_bins, grid_size
+        self.luma_bins, self.grid_size, self.work_size = luma_bins, grid_size, int(work_size)
         gd, cm = luma_bins, channel_multiplier
         width = 8 * cm * gd  # 64 in [1]_
         chans = [3] + [cm * gd * 2 ** i for i in range(n_splat)]
@@ -178,9 +193,18 @@ class HDRNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"x must be (B, 3, H, W), got {tuple(x.shape)}")
-        grid = self.coefficients(self.lowres(x))
+        return self._sliced_affine(self.coefficients(self.lowres(x)), x)
+
+    def _sliced_affine(self, grid: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         # grid_sample slicing: same values as the ONNX-friendly per-level form, ~5x faster
+        # (bilateral_slice falls back to the per-level form under ONNX tracing)
         return apply_affine(bilateral_slice(grid, self.guide(x), method="grid_sample"), x)
+
+    def log_gain(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
+        """Photo inference: (B, 3, 256, 256) copy and (B, 3, h, w) working image -> log2 of the
+        per-channel gain ``output / input`` at the working resolution (see the module notes)."""
+        out = self._sliced_affine(self.coefficients(thumb), work).clamp(0, 1)
+        return torch.log2((out + GAIN_EPS) / (work + GAIN_EPS)).clamp(-GAIN_STOPS, GAIN_STOPS)
 
 
 @register_model(ModelConfig(
