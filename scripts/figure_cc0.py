@@ -8,7 +8,7 @@ only). The 0 EV rendering (sRGB, clipped) is shown as a guide, not as ground tru
 
 Usage::
 
-    .venv/bin/python scripts/figure_cc0.py -o docs/cc0-before-after.png \\
+    .venv/bin/python scripts/figure_cc0.py -o docs/cc0-before-after.jpg \\
         -m gamma,default --scenes courtyard,forest,interior --evs -2.5,2
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sice.evaluation.runner import resolve_method
 from sice.exposure import linear_to_srgb
 from sice.io import write_image
 
-HEIGHT = 240  # rows of each tile in the figure
+HEIGHT = 200  # rows of each tile in the figure
 CAPTION = 20
 
 
@@ -94,7 +94,7 @@ def main(argv=None) -> None:
             rows.append(np.concatenate([np.concatenate([t, np.full((t.shape[0], 4, 3), 255, np.uint8)], 1)
                                         for t in tiles], axis=1))
     figure = np.concatenate([np.concatenate([r, np.full((4, r.shape[1], 3), 255, np.uint8)], 0) for r in rows], 0)
-    write_image(args.output, figure, compress_level=9)
+    write_image(args.output, figure, quality=88)
     print(f"wrote {args.output} ({figure.shape[1]}x{figure.shape[0]})")
 
 
