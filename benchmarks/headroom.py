@@ -28,14 +28,10 @@ import numpy as np
 
 from sice.dataset import read_sice_layout, split_scenes
 from sice.evaluation.baselines import auto_gamma
+from sice.evaluation.metrics import psnr
 from sice.evaluation.protocols import items_for
+from sice.imageops import luminance
 from sice.io import read_rgb
-
-_REC601 = np.array([0.299, 0.587, 0.114], np.float32)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12)))
 
 
 def best_gain(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -71,7 +67,7 @@ def main(argv=None) -> None:
         x, y = read_rgb(item.frame), read_rgb(item.reference)
         if y.shape != x.shape:
             y = cv2.resize(y, (x.shape[1], x.shape[0]), interpolation=cv2.INTER_AREA)
-        label_luma = float((y @ _REC601).mean())
+        label_luma = float(luminance(y).mean())
         rows.setdefault(item.level, []).append({
             "identity": psnr(x, y),
             "gamma": psnr(auto_gamma(x), y),

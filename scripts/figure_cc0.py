@@ -20,12 +20,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sice.evaluation.report import caption, join_grid
 from sice.evaluation.runner import resolve_method
 from sice.exposure import linear_to_srgb
 from sice.io import write_image
 
 HEIGHT = 200  # rows of each tile in the figure
-CAPTION = 20
 
 
 def read_exr(path: Path) -> np.ndarray:
@@ -51,12 +51,6 @@ def render(radiance: np.ndarray, ev: float) -> np.ndarray:
     """8-bit-rounded sRGB float image of ``radiance`` exposed at ``ev`` (median = middle grey at 0)."""
     scaled = radiance * (0.18 / max(float(np.median(radiance.mean(-1))), 1e-6)) * 2.0 ** ev
     return np.round(linear_to_srgb(np.clip(scaled, 0, 1)) * 255).astype(np.float32) / 255
-
-
-def caption(tile: np.ndarray, text: str) -> np.ndarray:
-    band = np.full((CAPTION, tile.shape[1], 3), 255, np.uint8)
-    cv2.putText(band, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([band, tile], axis=0)
 
 
 def to_tile(rgb: np.ndarray) -> np.ndarray:
@@ -91,9 +85,8 @@ def main(argv=None) -> None:
             tiles = [caption(to_tile(x), f"{scene} {ev:+g} EV (input)")]
             tiles += [caption(to_tile(fn(x)), label) for fn, label in zip(fns, labels)]
             tiles.append(caption(to_tile(render(radiance, 0.0)), "0 EV rendering (guide)"))
-            rows.append(np.concatenate([np.concatenate([t, np.full((t.shape[0], 4, 3), 255, np.uint8)], 1)
-                                        for t in tiles], axis=1))
-    figure = np.concatenate([np.concatenate([r, np.full((4, r.shape[1], 3), 255, np.uint8)], 0) for r in rows], 0)
+            rows.append(tiles)
+    figure = join_grid(rows)
     write_image(args.output, figure, quality=88)
     print(f"wrote {args.output} ({figure.shape[1]}x{figure.shape[0]})")
 

@@ -31,7 +31,7 @@ from .metrics import METRICS
 from .protocols import PROTOCOLS
 from .runner import EvalResult, Record
 
-__all__ = ["summarise", "write_report", "COLOUR_NOTE"]
+__all__ = ["summarise", "write_report", "caption", "join_grid", "COLOUR_NOTE"]
 
 #: What every table states about the numbers.
 COLOUR_NOTE = ("Scores are computed on sRGB-encoded RGB values in [0, 1] (data range 1.0), after "
@@ -254,7 +254,7 @@ def _plot_psnr(summary: dict, path: Path) -> Path:
     return path
 
 
-def _label(tile: np.ndarray, text: str) -> np.ndarray:
+def caption(tile: np.ndarray, text: str) -> np.ndarray:
     """A white caption band above ``tile`` (uint8 RGB)."""
     import cv2
 
@@ -262,6 +262,16 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
     cv2.putText(band, text[: max(4, tile.shape[1] // 7)], (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                 (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([band, tile], axis=0)
+
+
+def join_grid(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
+    """Tiles (uint8 RGB; equal heights within a row, equal row widths) joined with white gaps."""
+    joined = []
+    for tiles in rows:
+        white = np.full((tiles[0].shape[0], gap, 3), 255, np.uint8)
+        joined.append(np.concatenate([x for t in tiles for x in (t, white)][:-1], axis=1))
+    white = np.full((gap, joined[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate([x for r in joined for x in (r, white)][:-1], axis=0)
 
 
 def _thumb(path: Path | None, height: int, width: int | None = None) -> np.ndarray | None:
@@ -312,12 +322,9 @@ def _write_grids(result: EvalResult, folder: Path, height: int) -> Path:
                 if tile is None or tile.shape[:2] != (height, width):
                     tile = np.full((height, width, 3), 128, np.uint8) if tile is None else \
                         _fit(tile, height, width)
-                row.append(_label(tile, cap))
-                row.append(np.full((height + 18, 4, 3), 255, np.uint8))
-            rows.append(np.concatenate(row[:-1], axis=1))
-            rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
-        grid = np.concatenate(rows[:-1], axis=0)
-        write_image(folder / f"{scene.replace('/', '_')}.png", grid)
+                row.append(caption(tile, cap))
+            rows.append(row)
+        write_image(folder / f"{scene.replace('/', '_')}.png", join_grid(rows))
     return folder
 
 
