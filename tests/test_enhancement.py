@@ -86,12 +86,12 @@ def test_apply_log2_gain_matches_reference():
     np.testing.assert_allclose(got, ref, atol=2e-3)
 
 
-@pytest.mark.parametrize("adaptive", [False, True])
-def test_gaingrid_torch_equals_onnx(tmp_path, adaptive):
+@pytest.mark.parametrize("layout", [{}, {"adaptive": True}, {"offset": True}])
+def test_gaingrid_torch_equals_onnx(tmp_path, layout):
     pytest.importorskip("onnxruntime")
     from sice.export import export_onnx
 
-    model = _random_model("gaingrid", adaptive=adaptive)
+    model = _random_model("gaingrid", **layout)
     with torch.no_grad():
         model.to_grid.weight.normal_(0, 0.3)
         model.to_grid.bias.normal_(0, 1.0)

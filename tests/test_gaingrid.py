@@ -1,4 +1,4 @@
-"""gaingrid's exposure-adaptive variant: the normalisation, the guide, checkpoints of both layouts."""
+"""gaingrid's variants: the exposure-adaptive normalisation and guide, the offset term, checkpoints of every layout."""
 from __future__ import annotations
 
 import math
@@ -55,17 +55,56 @@ def test_adaptive_guide_needs_the_exponent():
         model.guide(torch.rand(1, 3, 8, 8))
 
 
-@pytest.mark.parametrize("adaptive", [False, True])
-def test_checkpoint_round_trip_keeps_the_layout(tmp_path, adaptive):
+@pytest.mark.parametrize("adaptive,offset", [(False, False), (True, False), (False, True)])
+def test_checkpoint_round_trip_keeps_the_layout(tmp_path, adaptive, offset):
     torch.manual_seed(0)
-    model = create_model("gaingrid", adaptive=adaptive).eval()
+    model = create_model("gaingrid", adaptive=adaptive, offset=offset).eval()
     with torch.no_grad():
         model.to_grid.weight.normal_(0, 0.3)
     save_checkpoint(tmp_path / "g.pt", model)
     loaded = load_checkpoint(tmp_path / "g.pt").eval()
     assert loaded.splat[0].in_channels == (6 if adaptive else 3)
+    assert loaded.to_grid.out_channels == (6 if offset else 3) * model.bins
     x = torch.from_numpy(np.random.default_rng(0).random((1, 3, 64, 96)).astype(np.float32)) * 0.3
     with torch.no_grad():
         out = loaded(x)
         assert torch.equal(out, model(x))
     assert float((out - x).abs().mean()) > 1e-3  # not the identity start
+
+
+def _constant_grid_model(log2_gain: float, offset: float):
+    """An offset gaingrid whose every cell holds the same gain and offset (bias only)."""
+    model = create_model("gaingrid", offset=True).eval()
+    bins = model.bins
+    with torch.no_grad():
+        # grid() bounds the raw values by MAX * tanh(z / MAX): invert that for the bias
+        from sice.models.gaingrid import MAX_OFFSET, MAX_STOPS
+        model.to_grid.bias[: 3 * bins] = MAX_STOPS * math.atanh(log2_gain / MAX_STOPS)
+        model.to_grid.bias[3 * bins:] = MAX_OFFSET * math.atanh(offset / MAX_OFFSET)
+    return model
+
+
+def test_offset_layout_is_gain_times_input_plus_offset():
+    model = _constant_grid_model(1.0, 0.05)
+    x = torch.rand((1, 3, 40, 56), generator=torch.Generator().manual_seed(3)) * 0.4
+    with torch.no_grad():
+        out = model(x)
+    # a constant grid slices to that constant everywhere: out = 2 * x + 0.05, clipped
+    torch.testing.assert_close(out, (2 * x + 0.05).clamp(0, 1), atol=1e-5, rtol=0)
+
+
+def test_offset_layout_hands_its_result_over_as_a_gain():
+    # Photos get output / input at the working resolution: applying those log2 gains to the
+    # input reproduces forward() wherever the input is not near black (the 1e-3 floor).
+    from sice.models.gaingrid import GAIN_EPS
+    model = _constant_grid_model(0.5, 0.1)
+    x = torch.rand((1, 3, 48, 64), generator=torch.Generator().manual_seed(4)) * 0.5 + 0.05
+    with torch.no_grad():
+        out = model(x)
+        log_gain = model.log_gain(model.thumbnail(x), x)
+    rebuilt = (x + GAIN_EPS) * torch.exp2(log_gain) - GAIN_EPS
+    torch.testing.assert_close(rebuilt, out, atol=1e-5, rtol=0)
+    # and the offset lifts a black pixel that a gain alone could not
+    with torch.no_grad():
+        black = model(torch.zeros((1, 3, 8, 8)))
+    assert float(black.min()) == pytest.approx(0.1, abs=1e-5)

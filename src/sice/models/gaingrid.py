@@ -38,6 +38,8 @@ _REC601 = torch.tensor([0.299, 0.587, 0.114])
 _EPS = 1e-4  # floor before a fractional power (its gradient at 0 is infinite)
 THUMB = 256  # side of the square thumbnail the grid network sees
 MAX_STOPS = 4.0  # gains are bounded to 2**[-4, 4]: enough for -4 EV .. +4 EV inputs
+MAX_OFFSET = 0.25  # offsets (``offset=True``) are bounded to +-0.25 of the full scale
+GAIN_EPS = 1e-3  # floor of the output/input ratio that hands an offset model's result over as a gain
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -68,6 +70,13 @@ class GainGrid(nn.Module):
         (exposure-normalised features, plus the raw thumbnail so it still knows how far off the
         exposure is). False keeps the v1/v2 layout
         (sqrt guide, 3 input channels) so their checkpoints still load.
+    offset : bool
+        Each cell also holds a per-channel offset (bounded to +-``MAX_OFFSET``): output =
+        ``x * 2**gain + offset``. A gain cannot lift a pixel that is (nearly) black, and the
+        fused labels lift shadows more than a pure gain does on a noisy dark frame; HDRNet's
+        affine transforms owe part of their lead on under-exposed inputs to this term. For
+        photos the result is still handed over as a gain (``output / input`` at the working
+        resolution, as ``hdrnet``), so the full-resolution path and the ONNX file are unchanged.
 
     Notes
     -----
@@ -77,12 +86,12 @@ class GainGrid(nn.Module):
     """
 
     def __init__(self, grid_size: int = 16, bins: int = 8, width: int = 64, work_size: int = 1024,
-                 adaptive: bool = False):
+                 adaptive: bool = False, offset: bool = False):
         super().__init__()
         if THUMB % grid_size or (THUMB // grid_size) & (THUMB // grid_size - 1):
             raise ValueError(f"grid_size must divide {THUMB} by a power of two, got {grid_size}")
         self.grid_size, self.bins, self.width, self.work_size = grid_size, bins, width, work_size
-        self.adaptive = bool(adaptive)
+        self.adaptive, self.offset = bool(adaptive), bool(offset)
         n_down = (THUMB // grid_size).bit_length() - 1
         chans = [6 if self.adaptive else 3] + [min(width, 16 * 2 ** i) for i in range(n_down)]
         chans[-1] = width
@@ -94,7 +103,7 @@ class GainGrid(nn.Module):
         g = grid_size // 4
         self.global_fc = nn.Sequential(nn.Flatten(), nn.Linear(width * g * g, 256), nn.ReLU(inplace=True),
                                        nn.Linear(256, 128), nn.ReLU(inplace=True), nn.Linear(128, width))
-        self.to_grid = nn.Conv2d(width, 3 * bins, 1)
+        self.to_grid = nn.Conv2d(width, (6 if self.offset else 3) * bins, 1)
         # Guide: a learned mix of sqrt-RGB (sqrt spreads the dark tones that under-exposed
         # photos are made of over more intensity bins), initialised to Rec. 601 luma.
         self.guide_weight = nn.Parameter(torch.tensor([0.299, 0.587, 0.114]))
@@ -128,15 +137,20 @@ class GainGrid(nn.Module):
         return (x / white).clamp(_EPS, 1) ** exponent
 
     def grid(self, thumb: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 256, 256) thumbnail -> (B, 3, bins, G, G) log2 gains."""
+        """(B, 3, 256, 256) thumbnail -> (B, 3, bins, G, G) log2 gains; with ``offset``
+        (B, 6, bins, G, G): log2 gains, then offsets."""
         if self.adaptive:
             thumb = torch.cat([thumb, self.normalise(thumb, self.exposure_normalisation(thumb))], dim=1)
         f = self.splat(thumb)
         glob = self.global_fc(self.global_conv(f))
         fused = F.relu(self.local(f) + glob[:, :, None, None])
         z = self.to_grid(fused)
-        b, _, gh, gw = z.shape
-        return (MAX_STOPS * torch.tanh(z / MAX_STOPS)).view(b, 3, self.bins, gh, gw)
+        b, c, gh, gw = z.shape
+        z = z.view(b, c // self.bins, self.bins, gh, gw)
+        if not self.offset:
+            return MAX_STOPS * torch.tanh(z / MAX_STOPS)
+        return torch.cat([MAX_STOPS * torch.tanh(z[:, :3] / MAX_STOPS),
+                          MAX_OFFSET * torch.tanh(z[:, 3:] / MAX_OFFSET)], dim=1)
 
     def guide(self, x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 1, H, W) intensity guide in [0, 1].
@@ -155,7 +169,8 @@ class GainGrid(nn.Module):
 
     def slice(self, grid: torch.Tensor, x: torch.Tensor,
               norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """Trilinear slicing of ``grid`` at ``x``'s pixels -> (B, 3, H, W) log2 gains.
+        """Trilinear slicing of ``grid`` at ``x``'s pixels -> (B, C, H, W) (C = 3 log2 gains, or
+        6 = gains then offsets with ``offset``).
 
         Shared with ``hdrnet``: see :func:`sice.models._bilateral.bilateral_slice` (bilinear
         upsampling of each intensity level + hat weights over levels == trilinear; plain ONNX ops).
@@ -166,18 +181,28 @@ class GainGrid(nn.Module):
     def thumbnail(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, size=(THUMB, THUMB), mode="area") if x.shape[-2:] != (THUMB, THUMB) else x
 
+    def _enhance(self, thumb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        norm = self.exposure_normalisation(thumb) if self.adaptive else None
+        sliced = self.slice(self.grid(thumb), x, norm)
+        out = x * torch.exp(sliced[:, :3] * math.log(2.0))  # 2**g; exp2 has no ONNX export
+        return (out + sliced[:, 3:] if self.offset else out).clamp(0, 1)
+
     def gain_field(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, H, W) log2 gains for ``x`` (thumbnail taken from ``x``)."""
         return self.log_gain(self.thumbnail(x), x)
 
     def log_gain(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
         """Inference entry shared by the torch and ONNX paths: the caller makes the thumbnail
-        (OpenCV INTER_AREA), so both backends see identical inputs."""
-        norm = self.exposure_normalisation(thumb) if self.adaptive else None
-        return self.slice(self.grid(thumb), work, norm)
+        (OpenCV INTER_AREA), so both backends see identical inputs. With ``offset`` the result
+        at ``work`` is handed over as the ratio ``output / input`` (floored by ``GAIN_EPS``)."""
+        if not self.offset:
+            norm = self.exposure_normalisation(thumb) if self.adaptive else None
+            return self.slice(self.grid(thumb), work, norm)
+        out = self._enhance(thumb, work)
+        return torch.log2((out + GAIN_EPS) / (work + GAIN_EPS)).clamp(-2 * MAX_STOPS, 2 * MAX_STOPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * torch.exp2(self.gain_field(x))).clamp(0, 1)
+        return self._enhance(self.thumbnail(x), x)
 
 
 class GainGridOnnx(nn.Module):
