@@ -119,6 +119,39 @@ def test_patches_are_reproducible_and_augment_rgb_label_aux_alike():
     assert len(hits) == 1
 
 
+def test_colour_augment_permutes_frame_and_label_alike():
+    ds = PairDataset([_pair(aux=False)], patch_size=8, patches_per_image=12, augment=False,
+                     colour_augment=True, seed=1)
+    b = ds.batch(list(range(12)), epoch=0)
+    np.testing.assert_allclose(b["label"], 2 * b["rgb"], atol=1e-4)  # label = 2 * frame, still
+    plain = PairDataset([_pair(aux=False)], patch_size=8, patches_per_image=12, augment=False,
+                        seed=1).batch(list(range(12)), epoch=0)["rgb"]
+    perms = set()
+    for got, ref in zip(b["rgb"], plain):  # each sample is its plain crop, channels permuted
+        perm = tuple(next(j for j in range(3) if np.array_equal(got[c], ref[j])) for c in range(3))
+        assert sorted(perm) == [0, 1, 2]
+        perms.add(perm)
+    assert len(perms) > 1
+
+
+def test_exposure_jitter_re_exposes_the_frame_in_linear_light_only():
+    from sice.exposure import srgb_to_linear
+    kw = dict(patch_size=8, patches_per_image=8, augment=False, seed=2)
+    plain = PairDataset([_pair(aux=False)], **kw).batch(list(range(8)), epoch=0)
+    jit = PairDataset([_pair(aux=False)], exposure_jitter=0.5, **kw).batch(list(range(8)), epoch=0)
+    np.testing.assert_array_equal(jit["label"], plain["label"])
+    ratios = []
+    for got, ref in zip(jit["rgb"], plain["rgb"]):
+        lin_got, lin_ref = srgb_to_linear(got), srgb_to_linear(ref)
+        ok = lin_ref > 0.01  # frames are < 0.5: never clipped by +0.5 stop
+        r = lin_got[ok] / lin_ref[ok]
+        np.testing.assert_allclose(r, r.mean(), rtol=1e-3)  # one factor per sample
+        ratios.append(float(np.log2(r.mean())))
+    assert all(abs(u) <= 0.5 + 1e-3 for u in ratios) and max(ratios) - min(ratios) > 0.1
+    with pytest.raises(ValueError, match="aux"):
+        PairDataset([_pair(aux=True)], exposure_jitter=0.5)
+
+
 def test_full_mode_crops_a_batch_to_common_size_and_multiple():
     p1, p2 = _pair(20, 24), _pair(18, 30)
     ds = PairDataset([p1, p2], mode="full", size_multiple=4, seed=0)

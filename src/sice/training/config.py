@@ -50,6 +50,13 @@ class DataSection:
     full_size: int = 512
     #: Random horizontal/vertical flips and 90-degree rotations.
     augment: bool = True
+    #: Random permutation of the RGB channels, the same for frame and label (6x the colour
+    #: casts a small set of scenes shows; the frame-to-label relation is kept).
+    colour_augment: bool = False
+    #: Frames are re-exposed by 2**u stops, u uniform in [-jitter, jitter], in linear light
+    #: (sRGB decoded, scaled, clipped, re-encoded); the label is kept. Teaches that the label
+    #: does not depend on the exact exposure between two bracketed frames. 0: off.
+    exposure_jitter: float = 0.0
     #: Per process; with DDP the global batch is batch_size * world size.
     batch_size: int = 5
     split_seed: int = 0

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..dataset import Scene, select_frames
 from ..errors import SiceError
+from ..exposure import linear_to_srgb, srgb_to_linear
 
 #: Cache dtype and its full-scale value.
 _CACHE_DTYPE = np.uint16
@@ -227,15 +228,27 @@ class PairDataset:
     patches_per_image : int
         Samples per pair per epoch (``len(self) = len(pairs) * patches_per_image``).
     augment : bool
+        Random flips and 90-degree rotations.
+    colour_augment : bool
+        Random RGB channel permutation, the same for frame and label.
+    exposure_jitter : float
+        Frames (not labels) re-exposed by ``2**u``, ``u ~ U(-jitter, jitter)`` stops, in linear
+        light. Models fed an ``aux`` decomposition need it recomputed, so it is refused for them.
     size_multiple : int
         Crop sizes are rounded down to a multiple of this (models with space-to-depth).
     seed : int
     """
 
     def __init__(self, pairs: list[Pair], *, mode: str = "patches", patch_size: int = 128,
-                 patches_per_image: int = 1, augment: bool = True, size_multiple: int = 1, seed: int = 0):
+                 patches_per_image: int = 1, augment: bool = True, colour_augment: bool = False,
+                 exposure_jitter: float = 0.0, size_multiple: int = 1, seed: int = 0):
         if not pairs:
             raise ValueError("pairs is empty")
+        if exposure_jitter < 0:
+            raise ValueError(f"exposure_jitter must be >= 0, got {exposure_jitter}")
+        if exposure_jitter and pairs[0].aux is not None:
+            raise ValueError("exposure_jitter would make the precomputed aux decomposition stale")
+        self.colour_augment, self.exposure_jitter = bool(colour_augment), float(exposure_jitter)
         self.pairs = pairs
         self.mode = mode
         self.patch_size = patch_size
@@ -282,8 +295,16 @@ class PairDataset:
             flip = bool(rng.integers(0, 2))
         else:
             k, flip = 0, False
-        arrays = {"rgb": from_cache(pair.rgb[y:y + h, x:x + w]),
-                  "label": from_cache(pair.label[y:y + h, x:x + w]),
+        # drawn whatever the options, so switching one on does not move the other draws
+        channels = rng.permutation(3)
+        stops = rng.uniform(-1.0, 1.0) * self.exposure_jitter
+        rgb = from_cache(pair.rgb[y:y + h, x:x + w])
+        label = from_cache(pair.label[y:y + h, x:x + w])
+        if self.exposure_jitter:
+            rgb = linear_to_srgb(srgb_to_linear(rgb) * np.float32(2.0 ** stops))
+        if self.colour_augment:
+            rgb, label = rgb[..., channels], label[..., channels]
+        arrays = {"rgb": rgb, "label": label,
                   "aux": None if pair.aux is None else pair.aux[y:y + h, x:x + w]}
         out = {}
         for name, a in arrays.items():

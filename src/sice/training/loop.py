@@ -300,7 +300,8 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
             raise DatasetError(f"{dataset}: no usable training pair left among {len(split['train'])} training "
                                f"scenes ({len(problems)} problems{': ' + shown if shown else ''})")
         ds = PairDataset(train_pairs, mode=d.mode, patch_size=d.patch_size, patches_per_image=d.patches_per_image,
-                         augment=d.augment, size_multiple=mconf.size_multiple, seed=cfg.run.seed)
+                         augment=d.augment, colour_augment=d.colour_augment,
+                         exposure_jitter=d.exposure_jitter, size_multiple=mconf.size_multiple, seed=cfg.run.seed)
         from torch.utils.data.distributed import DistributedSampler
 
         # The sampler shuffles per epoch from (seed, epoch) alone and gives every rank an equal,
