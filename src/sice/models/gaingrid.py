@@ -61,22 +61,23 @@ class GainGrid(nn.Module):
         Long side at which :meth:`gain_field` is evaluated when enhancing a large photo; the
         gains are then upsampled bilinearly (they are smooth) and applied at full resolution.
     adaptive : bool
-        Exposure-adaptive guide and input (the shipped model since v3). A dark photo's luma
-        fills only the lowest few of the ``bins`` intensity levels, so its tone curve had 2-3
+        Exposure-adaptive guide and input (tried, not shipped: docs/default-model.md). A dark
+        photo's luma fills only the lowest few of the ``bins`` intensity levels, so its tone curve had 2-3
         knots to bend with. With ``adaptive``, the thumbnail's white point and the exponent that
         maps its mean to 0.5 are computed in the graph (:meth:`exposure_normalisation`), the
         guide becomes ``(luma / white) ** a`` (the levels spread over the photo's own tones, dark
         or bright) and the network sees the normalised thumbnail beside the raw one
         (exposure-normalised features, plus the raw thumbnail so it still knows how far off the
-        exposure is). False keeps the v1/v2 layout
-        (sqrt guide, 3 input channels) so their checkpoints still load.
+        exposure is). False (the shipped default) keeps the sqrt guide and 3 input channels.
     offset : bool
         Each cell also holds a per-channel offset (bounded to +-``MAX_OFFSET``): output =
         ``x * 2**gain + offset``. A gain cannot lift a pixel that is (nearly) black, and the
         fused labels lift shadows more than a pure gain does on a noisy dark frame; HDRNet's
-        affine transforms owe part of their lead on under-exposed inputs to this term. For
-        photos the result is still handed over as a gain (``output / input`` at the working
-        resolution, as ``hdrnet``), so the full-resolution path and the ONNX file are unchanged.
+        affine transforms owe part of their lead on under-exposed inputs to this term (+0.8 dB
+        at level -2, as HDRNet; but -0.6 to -1.3 dB on over-exposed inputs, so not shipped:
+        docs/default-model.md). For photos the result is still handed over as a gain
+        (``output / input`` at the working resolution, as ``hdrnet``), so the full-resolution
+        path and the ONNX interface are unchanged.
 
     Notes
     -----
@@ -155,7 +156,7 @@ class GainGrid(nn.Module):
     def guide(self, x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 1, H, W) intensity guide in [0, 1].
 
-        v1/v2: a learned mix of sqrt-RGB. Adaptive: the learned mix of RGB, normalised by the
+        Default: a learned mix of sqrt-RGB. Adaptive: the learned mix of RGB, normalised by the
         thumbnail's ``norm = (white, exponent)`` (:meth:`exposure_normalisation`).
         """
         w = self.guide_weight.view(1, 3, 1, 1)
