@@ -251,3 +251,21 @@ def test_mef_ssim_scores_outputs_against_the_whole_stack(tmp_path):
                    metrics=["mef-ssim"], progress=False)
     values = [r.metrics["mef-ssim"] for r in res.records]
     assert all(isinstance(v, float) and 0 < v <= 1 for v in values), values
+
+
+def test_cache_signature_of_a_model_name_follows_its_shipped_weights(tmp_path, monkeypatch):
+    # "default" and registry names mean the weights shipped in the package: re-shipping them
+    # must invalidate cached outputs (it once served the previous weights' results).
+    import os
+
+    import sice.weights
+    from sice.evaluation.runner import _signature
+
+    monkeypatch.setattr(sice.weights, "FOLDER", tmp_path)
+    nothing_shipped = _signature("default")
+    (tmp_path / "gaingrid.pt").write_bytes(b"v1")
+    first = _signature("default")
+    assert first != nothing_shipped and first == _signature("default")
+    (tmp_path / "gaingrid.pt").write_bytes(b"v2 weights")
+    os.utime(tmp_path / "gaingrid.pt", ns=(1, 1))
+    assert _signature("default") != first

@@ -60,7 +60,14 @@ def _signature(name: str) -> str:
     if p.is_file():
         st = p.stat()
         return f"file:{p.resolve()}:{st.st_size}:{st.st_mtime_ns}:v{CACHE_VERSION}"
-    return f"model:{name}:v{CACHE_VERSION}"
+    # A registry name means its shipped weights: stamp them, or re-shipped weights would be
+    # served stale results from the cache.
+    from ..weights import shipped_file
+
+    base = name.split(":")[0]
+    stamps = [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}"
+              for f in (shipped_file(base, ".pt"), shipped_file(base, ".onnx")) if f is not None]
+    return f"model:{name}:{','.join(stamps)}:v{CACHE_VERSION}"
 
 
 _LOADED: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
