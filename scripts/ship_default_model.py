@@ -1,9 +1,12 @@
-"""Package a trained run as the shipped default model.
+"""Package trained runs as the shipped default model.
 
-    python scripts/ship_default_model.py runs/gaingrid/best.pt
+    python scripts/ship_default_model.py runs/gaingrid/best.pt runs/gg-off/best.pt
 
-Writes src/sice/weights/gaingrid.pt (weights + provenance only, no optimiser state),
-src/sice/weights/gaingrid.onnx and its .json config (the fast onnxruntime path).
+One checkpoint is shipped as it is; several ``gaingrid`` checkpoints are shipped as one
+``gaingrid-ensemble`` (their outputs averaged; the default since it beat each member on the
+validation and test scenes, docs/default-model.md). Writes src/sice/weights/gaingrid.pt (weights
++ provenance only, no optimiser state), src/sice/weights/gaingrid.onnx and its .json config
+(the fast onnxruntime path).
 """
 from __future__ import annotations
 
@@ -15,30 +18,38 @@ from pathlib import Path
 from sice.export import export_onnx
 from sice.models import load_checkpoint, save_checkpoint
 from sice.models.checkpoint import read_checkpoint
+from sice.models.gaingrid import ensemble_of
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "src" / "sice" / "weights"
 
 
+def _provenance(path: Path) -> dict:
+    payload = read_checkpoint(path)
+    meta = dict(payload.get("meta", {}))
+    meta.update({"trained_from": str(path), "step": payload.get("step"), "config": payload.get("config")})
+    return meta
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("checkpoints", type=Path, nargs="+")
     ap.add_argument("--name", default="gaingrid")
     args = ap.parse_args()
-    payload = read_checkpoint(args.checkpoint)
-    model = load_checkpoint(args.checkpoint)
-    meta = dict(payload.get("meta", {}))
-    meta.update({
-        "trained_from": str(args.checkpoint),
-        "step": payload.get("step"),
-        "config": payload.get("config"),
-        "licence": "weights trained by the sice project on SICE Part1 (research use); see weights/gaingrid.md",
-    })
+    models = [load_checkpoint(p) for p in args.checkpoints]
+    metas = [_provenance(p) for p in args.checkpoints]
+    if len(models) == 1:
+        model, meta = models[0], metas[0]
+    else:
+        model = ensemble_of(models)
+        meta = {"members": metas, "step": [m.get("step") for m in metas]}
+    meta["licence"] = "weights trained by the sice project on SICE Part1 (research use); see weights/gaingrid.md"
+    model.sice_meta = meta  # the ONNX sidecar carries it too
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     pt = save_checkpoint(WEIGHTS / f"{args.name}.pt", model, meta=meta)
     onnx_path = export_onnx(model, WEIGHTS / f"{args.name}.onnx")
     for p in (pt, onnx_path):
         print(f"{p}  {p.stat().st_size / 1e6:.2f} MB  sha256 {hashlib.sha256(p.read_bytes()).hexdigest()[:16]}")
-    print(json.dumps({k: meta[k] for k in ("step",) if k in meta}))
+    print(json.dumps({"model": model.sice_config.name, "step": meta.get("step")}))
 
 
 if __name__ == "__main__":

@@ -103,6 +103,24 @@ def test_gaingrid_torch_equals_onnx(tmp_path, layout):
     assert np.abs(a - img).mean() > 1e-3  # the model does something
 
 
+def test_gaingrid_ensemble_torch_equals_onnx(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from sice.export import export_onnx
+    from sice.models.gaingrid import ensemble_of
+
+    members = [_random_model("gaingrid"), _random_model("gaingrid", offset=True)]
+    for i, m in enumerate(members):
+        with torch.no_grad():
+            m.to_grid.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(i))
+    model = ensemble_of(members)
+    export_onnx(model, tmp_path / "e.onnx")
+    img = np.random.default_rng(3).random((260, 390, 3)).astype(np.float32) * 0.3
+    a = Enhancer(model).enhance_rgb(img)
+    b = Enhancer(str(tmp_path / "e.onnx")).enhance_rgb(img)
+    assert np.abs(a - b).max() <= 1 / 255
+    assert np.abs(a - img).mean() > 1e-3
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="backend"):
         Enhancer("gaingrid:untrained", backend="tpu")

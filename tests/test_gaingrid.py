@@ -108,3 +108,35 @@ def test_offset_layout_hands_its_result_over_as_a_gain():
     with torch.no_grad():
         black = model(torch.zeros((1, 3, 8, 8)))
     assert float(black.min()) == pytest.approx(0.1, abs=1e-5)
+
+
+def test_ensemble_is_the_mean_of_its_members_and_round_trips(tmp_path):
+    from sice.models.gaingrid import ensemble_of
+    torch.manual_seed(1)
+    plain = create_model("gaingrid").eval()
+    lifted = _constant_grid_model(0.5, 0.1)
+    with torch.no_grad():
+        plain.to_grid.weight.normal_(0, 0.3)
+    ensemble = ensemble_of([plain, lifted])
+    assert ensemble.sice_config.name == "gaingrid-ensemble"
+    x = torch.rand((1, 3, 40, 64), generator=torch.Generator().manual_seed(5)) * 0.5 + 0.02
+    with torch.no_grad():
+        expected = (plain(x) + lifted(x)) / 2
+        torch.testing.assert_close(ensemble(x), expected, atol=1e-6, rtol=0)
+        # photos get the mean output as one gain (output / input, floored as for offsets)
+        from sice.models.gaingrid import GAIN_EPS
+        log_gain = ensemble.log_gain(ensemble.members[0].thumbnail(x), x)
+        torch.testing.assert_close((x + GAIN_EPS) * torch.exp2(log_gain) - GAIN_EPS, expected, atol=1e-5, rtol=0)
+    save_checkpoint(tmp_path / "e.pt", ensemble)
+    loaded = load_checkpoint(tmp_path / "e.pt")
+    assert [m.offset for m in loaded.members] == [False, True]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), ensemble(x))
+
+
+def test_ensemble_of_refuses_other_models():
+    from sice.models.gaingrid import ensemble_of
+    with pytest.raises(ValueError, match="gaingrid"):
+        ensemble_of([create_model("hdrnet")])
+    with pytest.raises(ValueError, match="gaingrid"):
+        ensemble_of([])
