@@ -96,7 +96,7 @@ def test_offset_layout_is_gain_times_input_plus_offset():
 def test_offset_layout_hands_its_result_over_as_a_gain():
     # Photos get output / input at the working resolution: applying those log2 gains to the
     # input reproduces forward() wherever the input is not near black (the 1e-3 floor).
-    from sice.models.gaingrid import GAIN_EPS
+    from sice.models._bilateral import GAIN_EPS
     model = _constant_grid_model(0.5, 0.1)
     x = torch.rand((1, 3, 48, 64), generator=torch.Generator().manual_seed(4)) * 0.5 + 0.05
     with torch.no_grad():
@@ -124,7 +124,7 @@ def test_ensemble_is_the_mean_of_its_members_and_round_trips(tmp_path):
         expected = (plain(x) + lifted(x)) / 2
         torch.testing.assert_close(ensemble(x), expected, atol=1e-6, rtol=0)
         # photos get the mean output as one gain (output / input, floored as for offsets)
-        from sice.models.gaingrid import GAIN_EPS
+        from sice.models._bilateral import GAIN_EPS
         log_gain = ensemble.log_gain(ensemble.members[0].thumbnail(x), x)
         torch.testing.assert_close((x + GAIN_EPS) * torch.exp2(log_gain) - GAIN_EPS, expected, atol=1e-5, rtol=0)
     save_checkpoint(tmp_path / "e.pt", ensemble)

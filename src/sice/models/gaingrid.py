@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._bilateral import bilateral_slice
+from ._bilateral import bilateral_slice, log2_gain_of
 from ._registry import ModelConfig, create_model, register_model
 
 _REC601 = torch.tensor([0.299, 0.587, 0.114])
@@ -39,7 +39,6 @@ _EPS = 1e-4  # floor before a fractional power (its gradient at 0 is infinite)
 THUMB = 256  # side of the square thumbnail the grid network sees
 MAX_STOPS = 4.0  # gains are bounded to 2**[-4, 4]: enough for -4 EV .. +4 EV inputs
 MAX_OFFSET = 0.25  # offsets (``offset=True``) are bounded to +-0.25 of the full scale
-GAIN_EPS = 1e-3  # floor of the output/input ratio that hands an offset model's result over as a gain
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -200,7 +199,7 @@ class GainGrid(nn.Module):
             norm = self.exposure_normalisation(thumb) if self.adaptive else None
             return self.slice(self.grid(thumb), work, norm)
         out = self._enhance(thumb, work)
-        return torch.log2((out + GAIN_EPS) / (work + GAIN_EPS)).clamp(-2 * MAX_STOPS, 2 * MAX_STOPS)
+        return log2_gain_of(out, work, 2 * MAX_STOPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._enhance(self.thumbnail(x), x)
@@ -270,7 +269,7 @@ class GainGridEnsemble(nn.Module):
 
     def log_gain(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
         out = self._enhance(thumb, work)
-        return torch.log2((out + GAIN_EPS) / (work + GAIN_EPS)).clamp(-2 * MAX_STOPS, 2 * MAX_STOPS)
+        return log2_gain_of(out, work, 2 * MAX_STOPS)
 
 
 @register_model(ModelConfig(

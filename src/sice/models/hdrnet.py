@@ -62,7 +62,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._bilateral import apply_affine, bilateral_slice
+from ._bilateral import apply_affine, bilateral_slice, log2_gain_of
 from ._registry import ModelConfig, register_model
 
 #: Side of the fixed low-resolution input ([1]_, Sec. 3.1).
@@ -71,8 +71,6 @@ LOWRES = 256
 N_COEFFS = 12
 #: Knots of each guidance curve ([1]_, Sec. 3.4).
 CURVE_KNOTS = 16
-#: Floor added to both sides of the ``output / input`` gain ratio of :meth:`HDRNet.log_gain`.
-GAIN_EPS = 1e-3
 #: Bound of the transferred log2 gains (stops).
 GAIN_STOPS = 8.0
 
@@ -203,7 +201,7 @@ class HDRNet(nn.Module):
         """Photo inference: (B, 3, 256, 256) copy and (B, 3, h, w) working image -> log2 of the
         per-channel gain ``output / input`` at the working resolution (see the module notes)."""
         out = self._sliced_affine(self.coefficients(thumb), work).clamp(0, 1)
-        return torch.log2((out + GAIN_EPS) / (work + GAIN_EPS)).clamp(-GAIN_STOPS, GAIN_STOPS)
+        return log2_gain_of(out, work, GAIN_STOPS)
 
 
 @register_model(ModelConfig(
