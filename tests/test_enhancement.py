@@ -86,7 +86,7 @@ def test_apply_log2_gain_matches_reference():
     np.testing.assert_allclose(got, ref, atol=2e-3)
 
 
-@pytest.mark.parametrize("layout", [{}, {"adaptive": True}, {"offset": True}])
+@pytest.mark.parametrize("layout", [{}, {"adaptive": True}, {"offset": True}, {"offset": "grey"}])
 def test_gaingrid_torch_equals_onnx(tmp_path, layout):
     pytest.importorskip("onnxruntime")
     from sice.export import export_onnx

@@ -55,7 +55,7 @@ def test_adaptive_guide_needs_the_exponent():
         model.guide(torch.rand(1, 3, 8, 8))
 
 
-@pytest.mark.parametrize("adaptive,offset", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("adaptive,offset", [(False, False), (True, False), (False, True), (False, "grey")])
 def test_checkpoint_round_trip_keeps_the_layout(tmp_path, adaptive, offset):
     torch.manual_seed(0)
     model = create_model("gaingrid", adaptive=adaptive, offset=offset).eval()
@@ -64,7 +64,7 @@ def test_checkpoint_round_trip_keeps_the_layout(tmp_path, adaptive, offset):
     save_checkpoint(tmp_path / "g.pt", model)
     loaded = load_checkpoint(tmp_path / "g.pt").eval()
     assert loaded.splat[0].in_channels == (6 if adaptive else 3)
-    assert loaded.to_grid.out_channels == (6 if offset else 3) * model.bins
+    assert loaded.to_grid.out_channels == {False: 3, True: 6, "grey": 4}[offset] * model.bins
     x = torch.from_numpy(np.random.default_rng(0).random((1, 3, 64, 96)).astype(np.float32)) * 0.3
     with torch.no_grad():
         out = loaded(x)
@@ -140,3 +140,17 @@ def test_ensemble_of_refuses_other_models():
         ensemble_of([create_model("hdrnet")])
     with pytest.raises(ValueError, match="gaingrid"):
         ensemble_of([])
+
+
+def test_grey_offsets_lift_all_channels_alike_and_bad_layouts_are_refused():
+    model = create_model("gaingrid", offset="grey").eval()
+    with torch.no_grad():
+        model.to_grid.bias[3 * model.bins:] = 0.1  # the one offset channel; gains stay 2**0
+    x = torch.rand((1, 3, 24, 32), generator=torch.Generator().manual_seed(6)) * 0.5
+    with torch.no_grad():
+        lift = model(x) - x
+    from sice.models.gaingrid import MAX_OFFSET
+    expected = MAX_OFFSET * math.tanh(0.1 / MAX_OFFSET)
+    torch.testing.assert_close(lift, torch.full_like(lift, expected), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="offset"):
+        create_model("gaingrid", offset="blue")

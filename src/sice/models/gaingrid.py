@@ -61,22 +61,25 @@ class GainGrid(nn.Module):
         gains are then upsampled bilinearly (they are smooth) and applied at full resolution.
     adaptive : bool
         Exposure-adaptive guide and input (tried, not shipped: docs/default-model.md). A dark
-        photo's luma fills only the lowest few of the ``bins`` intensity levels, so its tone curve had 2-3
-        knots to bend with. With ``adaptive``, the thumbnail's white point and the exponent that
+        photo's luma fills only the lowest few of the ``bins`` intensity levels, so its tone
+        curve had 2-3 knots to bend with. With ``adaptive``, the thumbnail's white point and the exponent that
         maps its mean to 0.5 are computed in the graph (:meth:`exposure_normalisation`), the
         guide becomes ``(luma / white) ** a`` (the levels spread over the photo's own tones, dark
         or bright) and the network sees the normalised thumbnail beside the raw one
         (exposure-normalised features, plus the raw thumbnail so it still knows how far off the
         exposure is). False (the shipped default) keeps the sqrt guide and 3 input channels.
-    offset : bool
-        Each cell also holds a per-channel offset (bounded to +-``MAX_OFFSET``): output =
-        ``x * 2**gain + offset``. A gain cannot lift a pixel that is (nearly) black, and the
-        fused labels lift shadows more than a pure gain does on a noisy dark frame; HDRNet's
-        affine transforms owe part of their lead on under-exposed inputs to this term (+0.8 dB
-        at level -2, as HDRNet; but -0.6 to -1.3 dB on over-exposed inputs, so not shipped:
-        docs/default-model.md). For photos the result is still handed over as a gain
-        (``output / input`` at the working resolution, as ``hdrnet``), so the full-resolution
-        path and the ONNX interface are unchanged.
+    offset : bool or {"rgb", "grey"}
+        Each cell also holds an offset (bounded to +-``MAX_OFFSET``): output =
+        ``x * 2**gain + offset``; ``True``/``"rgb"``: one per channel, ``"grey"``: one for all
+        three. A gain cannot lift a pixel that is (nearly) black, and the fused labels lift
+        shadows more than a pure gain does on a noisy dark frame: offsets give +0.8 dB at level
+        -2, as HDRNet's affine transforms do, but alone cost 0.1-1.3 dB on over-exposed inputs
+        (docs/default-model.md), so the shipped default averages a grey-offset grid with a
+        gain-only one (:class:`GainGridEnsemble`). Grey, because per-channel offsets tinted
+        the dark parts of over-exposed photos green; one offset can lift but not tint. For
+        photos the result is still handed over as a gain (``output / input`` at the working
+        resolution, as ``hdrnet``), so the full-resolution path and the ONNX interface are
+        unchanged.
 
     Notes
     -----
@@ -86,12 +89,16 @@ class GainGrid(nn.Module):
     """
 
     def __init__(self, grid_size: int = 16, bins: int = 8, width: int = 64, work_size: int = 1024,
-                 adaptive: bool = False, offset: bool = False):
+                 adaptive: bool = False, offset: bool | str = False):
         super().__init__()
         if THUMB % grid_size or (THUMB // grid_size) & (THUMB // grid_size - 1):
             raise ValueError(f"grid_size must divide {THUMB} by a power of two, got {grid_size}")
         self.grid_size, self.bins, self.width, self.work_size = grid_size, bins, width, work_size
-        self.adaptive, self.offset = bool(adaptive), bool(offset)
+        offsets = {False: 0, "none": 0, True: 3, "rgb": 3, "grey": 1}
+        if offset not in offsets:
+            raise ValueError(f"offset must be False, True, 'rgb' or 'grey', got {offset!r}")
+        self.adaptive, self.n_offsets = bool(adaptive), offsets[offset]
+        self.offset = self.n_offsets > 0
         n_down = (THUMB // grid_size).bit_length() - 1
         chans = [6 if self.adaptive else 3] + [min(width, 16 * 2 ** i) for i in range(n_down)]
         chans[-1] = width
@@ -103,7 +110,7 @@ class GainGrid(nn.Module):
         g = grid_size // 4
         self.global_fc = nn.Sequential(nn.Flatten(), nn.Linear(width * g * g, 256), nn.ReLU(inplace=True),
                                        nn.Linear(256, 128), nn.ReLU(inplace=True), nn.Linear(128, width))
-        self.to_grid = nn.Conv2d(width, (6 if self.offset else 3) * bins, 1)
+        self.to_grid = nn.Conv2d(width, (3 + self.n_offsets) * bins, 1)
         # Guide: a learned mix of sqrt-RGB (sqrt spreads the dark tones that under-exposed
         # photos are made of over more intensity bins), initialised to Rec. 601 luma.
         self.guide_weight = nn.Parameter(torch.tensor([0.299, 0.587, 0.114]))
@@ -138,7 +145,7 @@ class GainGrid(nn.Module):
 
     def grid(self, thumb: torch.Tensor) -> torch.Tensor:
         """(B, 3, 256, 256) thumbnail -> (B, 3, bins, G, G) log2 gains; with ``offset``
-        (B, 6, bins, G, G): log2 gains, then offsets."""
+        (B, 3 + n, bins, G, G): log2 gains, then the n = 3 (rgb) or 1 (grey) offsets."""
         if self.adaptive:
             thumb = torch.cat([thumb, self.normalise(thumb, self.exposure_normalisation(thumb))], dim=1)
         f = self.splat(thumb)
@@ -170,7 +177,7 @@ class GainGrid(nn.Module):
     def slice(self, grid: torch.Tensor, x: torch.Tensor,
               norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Trilinear slicing of ``grid`` at ``x``'s pixels -> (B, C, H, W) (C = 3 log2 gains, or
-        6 = gains then offsets with ``offset``).
+        3 + n = gains then offsets with ``offset``).
 
         Shared with ``hdrnet``: see :func:`sice.models._bilateral.bilateral_slice` (bilinear
         upsampling of each intensity level + hat weights over levels == trilinear; plain ONNX ops).
@@ -231,9 +238,9 @@ class GainGridEnsemble(nn.Module):
     """The mean of several :class:`GainGrid` outputs, handed to photos as one gain.
 
     Why: the gain-only grid is best on over-exposed inputs, the offset grid on the darkest ones
-    (+0.8 to +1.2 dB at level -2); their average beats both on under-exposed inputs of the
-    validation *and* test scenes and loses at most 0.1 dB on over-exposed ones
-    (docs/default-model.md). Each member sees the same thumbnail; only the thumbnail networks
+    (+0.8 to +1.1 dB at level -2); their average is above both at six of the eight
+    (split, level) cells of the validation and test scenes and within 0.1 dB of the better one
+    at the other two (docs/default-model.md). Each member sees the same thumbnail; only the thumbnail networks
     and the slicing at the working resolution are repeated, so the full-resolution cost (one
     strip-wise gain) is that of a single grid.
 
@@ -242,7 +249,11 @@ class GainGridEnsemble(nn.Module):
     members : list of dict
         Keyword arguments of each member's :class:`GainGrid`.
     work_size : int
-        Working resolution of :meth:`log_gain` (as :class:`GainGrid`).
+        Working resolution of :meth:`log_gain` (as :class:`GainGrid`). 768 rather than a single
+        grid's 1024: each member slices its grid there, so two members at 1024 took 165 ms per
+        photo in onnxruntime (one gain-only grid: 63 ms), at 768 81 ms; the gains handed to a
+        20 MP photo lose 1.2 dB of fidelity to full-resolution slicing (33.4 -> 32.2 dB on a
+        5 MP SICE frame, docs/default-model.md).
 
     Notes
     -----
@@ -251,7 +262,7 @@ class GainGridEnsemble(nn.Module):
     ``GAIN_EPS`` as for an offset grid.
     """
 
-    def __init__(self, members: list[dict] | tuple[dict, ...] = ({}, {"offset": True}), work_size: int = 1024):
+    def __init__(self, members: list[dict] | tuple[dict, ...] = ({}, {"offset": "grey"}), work_size: int = 768):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -283,12 +294,12 @@ def gaingrid_ensemble(**kwargs) -> GainGridEnsemble:
     return GainGridEnsemble(**kwargs)
 
 
-def ensemble_of(models: list[GainGrid]) -> GainGridEnsemble:
+def ensemble_of(models: list[GainGrid], *, work_size: int = 768) -> GainGridEnsemble:
     """A registered ``gaingrid-ensemble`` holding copies of trained ``gaingrid`` models' weights."""
     if not models or any(not isinstance(m, GainGrid) for m in models):
         raise ValueError("ensemble_of takes one or more gaingrid models")
     members = [{k: v for k, v in getattr(m, "sice_kwargs", {}).items() if k != "work_size"} for m in models]
-    ensemble = create_model("gaingrid-ensemble", members=members)
+    ensemble = create_model("gaingrid-ensemble", members=members, work_size=work_size)
     for target, source in zip(ensemble.members, models):
         target.load_state_dict(source.state_dict())
     return ensemble.eval()
