@@ -1,6 +1,6 @@
 """Package trained runs as the shipped default model.
 
-    python scripts/ship_default_model.py runs/gaingrid/best.pt runs/gg-off/best.pt
+    python scripts/ship_default_model.py runs/gaingrid/best.pt runs/gg-grey/best.pt
 
 One checkpoint is shipped as it is; several ``gaingrid`` checkpoints are shipped as one
 ``gaingrid-ensemble`` (their outputs averaged; the default since it beat each member on the
