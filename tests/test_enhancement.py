@@ -86,6 +86,28 @@ def test_apply_log2_gain_matches_reference():
     np.testing.assert_allclose(got, ref, atol=2e-3)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_apply_log2_gain_with_offsets_in_every_dtype(dtype):
+    import cv2
+
+    rng = np.random.default_rng(3)
+    rgb = rng.random((40, 60, 3)).astype(np.float32) * 0.6
+    log_gain = rng.normal(0, 0.5, (10, 15, 3)).astype(np.float32)
+    offset = rng.uniform(-0.1, 0.2, (10, 15, 3)).astype(np.float32)
+    up = lambda a: cv2.resize(a, (60, 40), interpolation=cv2.INTER_LINEAR)
+    ref = np.clip(rgb * up(np.exp2(log_gain)) + up(offset), 0, 1)  # by hand, in [0, 1]
+    scale = 1.0 if dtype == np.float32 else float(np.iinfo(dtype).max)
+    image = rgb if dtype == np.float32 else np.round(rgb * scale).astype(dtype)
+    got = apply_log2_gain(image, log_gain, offset=offset, strip=7)
+    assert got.dtype == image.dtype
+    # integer inputs were rounded first: allow that error times the largest gain, plus rounding
+    tol = 2e-3 if dtype == np.float32 else float(np.exp2(log_gain).max()) / scale + 1 / scale + 2e-3
+    np.testing.assert_allclose(got.astype(np.float64) / scale, ref, atol=tol)
+    assert (got.astype(np.float64) / scale < rgb * up(np.exp2(log_gain)) - 0.05).any()  # offsets < 0 used
+    with pytest.raises(ValueError, match="offset"):
+        apply_log2_gain(image, log_gain, offset=offset[:5])
+
+
 @pytest.mark.parametrize("layout", [{}, {"adaptive": True}, {"offset": True}, {"offset": "grey"}])
 def test_gaingrid_torch_equals_onnx(tmp_path, layout):
     pytest.importorskip("onnxruntime")

@@ -93,21 +93,17 @@ def test_offset_layout_is_gain_times_input_plus_offset():
     torch.testing.assert_close(out, (2 * x + 0.05).clamp(0, 1), atol=1e-5, rtol=0)
 
 
-def test_offset_layout_hands_its_result_over_as_a_gain():
-    # Photos get output / input at the working resolution: applying those log2 gains to the
-    # input reproduces forward() wherever the input is not near black (the 1e-3 floor).
-    from sice.models._bilateral import GAIN_EPS
+def test_offset_layout_hands_over_its_gains_and_offsets():
+    # Photos get the sliced gains and offsets themselves: applying them reproduces forward()
+    # exactly, black pixels included (a gain ratio could not lift those).
     model = _constant_grid_model(0.5, 0.1)
-    x = torch.rand((1, 3, 48, 64), generator=torch.Generator().manual_seed(4)) * 0.5 + 0.05
+    x = torch.rand((1, 3, 48, 64), generator=torch.Generator().manual_seed(4)) * 0.5
+    x[..., :4, :4] = 0
     with torch.no_grad():
         out = model(x)
-        log_gain = model.log_gain(model.thumbnail(x), x)
-    rebuilt = (x + GAIN_EPS) * torch.exp2(log_gain) - GAIN_EPS
-    torch.testing.assert_close(rebuilt, out, atol=1e-5, rtol=0)
-    # and the offset lifts a black pixel that a gain alone could not
-    with torch.no_grad():
-        black = model(torch.zeros((1, 3, 8, 8)))
-    assert float(black.min()) == pytest.approx(0.1, abs=1e-5)
+        log_gain, offset = model.gain_offset(model.thumbnail(x), x)
+    torch.testing.assert_close((x * torch.exp2(log_gain) + offset).clamp(0, 1), out, atol=1e-6, rtol=0)
+    assert float(out[..., :4, :4].min()) == pytest.approx(0.1, abs=1e-5)
 
 
 def test_ensemble_is_the_mean_of_its_members_and_round_trips(tmp_path):
@@ -121,12 +117,15 @@ def test_ensemble_is_the_mean_of_its_members_and_round_trips(tmp_path):
     assert ensemble.sice_config.name == "gaingrid-ensemble"
     x = torch.rand((1, 3, 40, 64), generator=torch.Generator().manual_seed(5)) * 0.5 + 0.02
     with torch.no_grad():
-        expected = (plain(x) + lifted(x)) / 2
-        torch.testing.assert_close(ensemble(x), expected, atol=1e-6, rtol=0)
-        # photos get the mean output as one gain (output / input, floored as for offsets)
-        from sice.models._bilateral import GAIN_EPS
-        log_gain = ensemble.log_gain(ensemble.members[0].thumbnail(x), x)
-        torch.testing.assert_close((x + GAIN_EPS) * torch.exp2(log_gain) - GAIN_EPS, expected, atol=1e-5, rtol=0)
+        # the mean of the members' unclipped outputs, clipped once
+        thumb = plain.thumbnail(x)
+        unclipped = (x * torch.exp2(plain.log_gain(thumb, x)) + x * 2 ** 0.5 + 0.1) / 2
+        torch.testing.assert_close(ensemble(x), unclipped.clamp(0, 1), atol=1e-5, rtol=0)
+        assert float((unclipped - (plain(x) + lifted(x)) / 2).abs().max()) > 1e-3  # a member clips
+        # photos get the mean gain and the mean offset
+        log_gain, offset = ensemble.gain_offset(thumb, x)
+        torch.testing.assert_close(x * torch.exp2(log_gain) + offset, unclipped, atol=1e-5, rtol=0)
+        torch.testing.assert_close(offset, torch.full_like(offset, 0.05), atol=1e-6, rtol=0)
     save_checkpoint(tmp_path / "e.pt", ensemble)
     loaded = load_checkpoint(tmp_path / "e.pt")
     assert [m.offset for m in loaded.members] == [False, True]

@@ -82,8 +82,8 @@ class Enhancer:
         gains come from a small float image, and are applied strip by strip in the input's
         own dtype (uint8 stays uint8 all the way: this is what makes 20 MP photos fast)."""
         thumb, work = gain_inputs(colour, self._runner.work_size)
-        log_gain = self._runner.log_gain(thumb, work)
-        return apply_log2_gain(colour, log_gain)
+        log_gain, offset = self._runner.gain_fields(thumb, work)
+        return apply_log2_gain(colour, log_gain, offset=offset)
 
     def enhance_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Enhance pixels of any layout sice reads; returns the same shape and dtype.
@@ -180,8 +180,8 @@ def _same_file(a: Path, b: Path) -> bool:
 # Runners: how each kind of model is fed
 # --------------------------------------------------------------------------------------------
 class _Runner:
-    """Feeds one model. ``kind`` is "gain" (provides ``log_gain(thumb, work)`` and
-    ``work_size``) or "image" (provides ``run(rgb, ...)``)."""
+    """Feeds one model. ``kind`` is "gain" (provides ``gain_fields(thumb, work)`` -> (log2
+    gains, offsets or None) and ``work_size``) or "image" (provides ``run(rgb, ...)``)."""
 
     name: str
     backend: str
@@ -237,12 +237,16 @@ class TorchRunner(_Runner):
             self.kind = "gain"
             self.work_size = int(getattr(module, "work_size", 1024))
 
-    def log_gain(self, thumb: np.ndarray, work: np.ndarray) -> np.ndarray:
+    def gain_fields(self, thumb: np.ndarray, work: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(h, w, 3) log2 gains and (h, w, 3) offsets (None for gain-only models) at ``work``."""
         torch = self.torch
         as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None].to(self.device)
+        as_np = lambda t: t[0].float().cpu().numpy().transpose(1, 2, 0)
         with torch.inference_mode():
-            out = self.module.log_gain(as_t(thumb), as_t(work))
-        return out[0].float().cpu().numpy().transpose(1, 2, 0)
+            if getattr(self.module, "offset", False):
+                log_gain, offset = self.module.gain_offset(as_t(thumb), as_t(work))
+                return as_np(log_gain), as_np(offset)
+            return as_np(self.module.log_gain(as_t(thumb), as_t(work))), None
 
     def run(self, rgb: np.ndarray, *, tile: int, decomposition: str) -> np.ndarray:
         with self.torch.inference_mode():
@@ -360,8 +364,9 @@ def gain_inputs(rgb: np.ndarray, work_size: int, thumb_size: int = 256) -> tuple
     return resize_to(work, thumb_size, thumb_size), work
 
 
-def apply_log2_gain(image: np.ndarray, log_gain: np.ndarray, *, strip: int = 256) -> np.ndarray:
-    """``image * 2**log_gain`` with ``log_gain`` bilinearly upsampled to ``image``'s size.
+def apply_log2_gain(image: np.ndarray, log_gain: np.ndarray, *, offset: np.ndarray | None = None,
+                    strip: int = 256) -> np.ndarray:
+    """``image * 2**log_gain (+ offset)``, both fields bilinearly upsampled to ``image``'s size.
 
     Works in horizontal strips, in the image's own dtype (uint8/uint16 saturate and round,
     float is clipped to [0, 1]), so a 24 MP photo never needs a full-size float copy.
@@ -371,6 +376,9 @@ def apply_log2_gain(image: np.ndarray, log_gain: np.ndarray, *, strip: int = 256
     image : (H, W, 3) uint8, uint16 or float32
     log_gain : (h, w, 3) float32
         Base-2 log gains at a lower (or equal) resolution, pixel-centre aligned with ``image``.
+    offset : (h, w, 3) float32, optional
+        Offsets in [0, 1] units on the same grid as ``log_gain`` (scaled to the dtype's full
+        range: 255 for uint8, 65535 for uint16).
     """
     import cv2
 
@@ -378,23 +386,36 @@ def apply_log2_gain(image: np.ndarray, log_gain: np.ndarray, *, strip: int = 256
     gh, gw = log_gain.shape[:2]
     gain = np.exp2(log_gain.astype(np.float32))
     is_float = image.dtype.kind == "f"
+    if offset is not None:
+        if offset.shape != log_gain.shape:
+            raise ValueError(f"offset must have log_gain's shape {log_gain.shape}, got {offset.shape}")
+        full_scale = 1.0 if is_float else float(np.iinfo(image.dtype).max)
+        offset = offset.astype(np.float32) * np.float32(full_scale)
     if is_float:
         image = image.astype(np.float32, copy=False)
     depth = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U,
              np.dtype(np.float32): cv2.CV_32F}[image.dtype]
     out = np.empty_like(image)
     sx, sy = gw / w, gh / h
+
+    def upsampled(field: np.ndarray, y0: int, y1: int) -> np.ndarray:
+        if (gh, gw) == (h, w):
+            return field[y0:y1]
+        # dst (x, y) -> src ((x + .5) sx - .5, (y + y0 + .5) sy - .5): pixel-centre aligned
+        M = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, (y0 + 0.5) * sy - 0.5]], dtype=np.float64)
+        return cv2.warpAffine(field, M, (w, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
+
     for y0 in range(0, h, strip):
         y1 = min(h, y0 + strip)
-        if (gh, gw) == (h, w):
-            g = gain[y0:y1]
+        src = np.ascontiguousarray(image[y0:y1])
+        if offset is None:
+            # cv2.multiply with a dtype saturates and rounds integer results in one SIMD pass
+            out[y0:y1] = cv2.multiply(src, upsampled(gain, y0, y1), dtype=depth)
         else:
-            # dst (x, y) -> src ((x + .5) sx - .5, (y + y0 + .5) sy - .5): pixel-centre aligned
-            M = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, (y0 + 0.5) * sy - 0.5]], dtype=np.float64)
-            g = cv2.warpAffine(gain, M, (w, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REPLICATE)
-        # cv2.multiply with a dtype saturates and rounds integer results in one SIMD pass
-        out[y0:y1] = cv2.multiply(np.ascontiguousarray(image[y0:y1]), g, dtype=depth)
+            # float product, then cv2.add saturates and rounds once into the image's dtype
+            scaled = cv2.multiply(src, upsampled(gain, y0, y1), dtype=cv2.CV_32F)
+            out[y0:y1] = cv2.add(scaled, upsampled(offset, y0, y1), dtype=depth)
     if is_float:
         np.clip(out, 0, 1, out=out)
     return out

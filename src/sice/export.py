@@ -3,7 +3,8 @@
 Two kinds of graphs are exported, chosen by the model's config:
 
 * gain-grid models (``fully_convolutional=False`` with ``log_gain``): inputs ``thumb``
-  (1, 3, 256, 256) and ``work`` (1, 3, H, W), output ``log_gain`` (1, 3, H, W); the NumPy side
+  (1, 3, 256, 256) and ``work`` (1, 3, H, W), output ``log_gain`` (1, 3, H, W) (and ``offset``
+  (1, 3, H, W) for models with offsets); the NumPy side
   makes the thumbnail and applies the gains at full resolution (:mod:`sice.enhancement`);
 * fully convolutional networks: input ``rgb`` (1, 3, H, W) (plus ``aux`` (1, 2, H, W) for models
   fed the luminance/detail split), output ``rgb`` (1, 3, H, W); run tiled like the torch path.
@@ -42,8 +43,9 @@ def export_onnx(model, path: os.PathLike | str, *, check: bool = True) -> Path:
 
         wrapper = GainGridOnnx(model).eval()
         args = (torch.rand(1, 3, 256, 256), torch.rand(1, 3, 96, 128))
-        names_in, names_out = ["thumb", "work"], ["log_gain"]
-        dynamic = {"work": {2: "height", 3: "width"}, "log_gain": {2: "height", 3: "width"}}
+        names_in = ["thumb", "work"]
+        names_out = ["log_gain", "offset"] if getattr(model, "offset", False) else ["log_gain"]
+        dynamic = {n: {2: "height", 3: "width"} for n in ["work"] + names_out}
         kind = "gain"
     else:
         wrapper = model
@@ -98,9 +100,11 @@ class OnnxRunner:
         self.name = name
         self.work_size = int(sidecar.get("work_size") or 1024)
 
-    def log_gain(self, thumb: np.ndarray, work: np.ndarray) -> np.ndarray:
+    def gain_fields(self, thumb: np.ndarray, work: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(h, w, 3) log2 gains and, from models exported with an ``offset`` output, offsets."""
         feed = {"thumb": _nchw(thumb), "work": _nchw(work)}
-        return self.session.run(None, feed)[0][0].transpose(1, 2, 0)
+        outs = [o[0].transpose(1, 2, 0) for o in self.session.run(None, feed)]
+        return outs[0], (outs[1] if len(outs) > 1 else None)
 
     @classmethod
     def from_file(cls, path: os.PathLike | str, name: str | None = None) -> "OnnxRunner":

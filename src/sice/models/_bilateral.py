@@ -129,6 +129,6 @@ GAIN_EPS = 1e-3
 
 def log2_gain_of(out: torch.Tensor, work: torch.Tensor, stops: float) -> torch.Tensor:
     """``log2((out + eps) / (work + eps))`` clamped to +-``stops``: a model's result at the working
-    resolution handed to the full-resolution photo as per-channel gains (hdrnet, gaingrid with
-    offsets, gaingrid-ensemble; :func:`sice.enhancement.apply_log2_gain` applies them)."""
+    resolution handed to the full-resolution photo as per-channel gains (hdrnet;
+    :func:`sice.enhancement.apply_log2_gain` applies them)."""
     return torch.log2((out + GAIN_EPS) / (work + GAIN_EPS)).clamp(-stops, stops)

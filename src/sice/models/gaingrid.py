@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._bilateral import bilateral_slice, log2_gain_of
+from ._bilateral import bilateral_slice
 from ._registry import ModelConfig, create_model, register_model
 
 _REC601 = torch.tensor([0.299, 0.587, 0.114])
@@ -77,9 +77,8 @@ class GainGrid(nn.Module):
         (docs/default-model.md), so the shipped default averages a grey-offset grid with a
         gain-only one (:class:`GainGridEnsemble`). Grey, because per-channel offsets tinted
         the dark parts of over-exposed photos green; one offset can lift but not tint. For
-        photos the result is still handed over as a gain (``output / input`` at the working
-        resolution, as ``hdrnet``), so the full-resolution path and the ONNX interface are
-        unchanged.
+        photos, gains and offsets are both sliced at the working resolution and applied per
+        pixel (:meth:`gain_offset`).
 
     Notes
     -----
@@ -189,10 +188,10 @@ class GainGrid(nn.Module):
         return F.interpolate(x, size=(THUMB, THUMB), mode="area") if x.shape[-2:] != (THUMB, THUMB) else x
 
     def _enhance(self, thumb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        norm = self.exposure_normalisation(thumb) if self.adaptive else None
-        sliced = self.slice(self.grid(thumb), x, norm)
-        out = x * torch.exp(sliced[:, :3] * math.log(2.0))  # 2**g; exp2 has no ONNX export
-        return (out + sliced[:, 3:] if self.offset else out).clamp(0, 1)
+        if not self.offset:
+            return (x * _exp2(self.log_gain(thumb, x))).clamp(0, 1)
+        log_gain, offset = self.gain_offset(thumb, x)
+        return (x * _exp2(log_gain) + offset).clamp(0, 1)
 
     def gain_field(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, H, W) log2 gains for ``x`` (thumbnail taken from ``x``)."""
@@ -200,26 +199,44 @@ class GainGrid(nn.Module):
 
     def log_gain(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
         """Inference entry shared by the torch and ONNX paths: the caller makes the thumbnail
-        (OpenCV INTER_AREA), so both backends see identical inputs. With ``offset`` the result
-        at ``work`` is handed over as the ratio ``output / input`` (floored by ``GAIN_EPS``)."""
+        (OpenCV INTER_AREA), so both backends see identical inputs. Offset grids hand over
+        gains *and* offsets: :meth:`gain_offset`."""
+        norm = self.exposure_normalisation(thumb) if self.adaptive else None
+        return self.slice(self.grid(thumb), work, norm)[:, :3]
+
+    def gain_offset(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log2 gains, offsets)``, each (B, 3, h, w) at ``work``: output = work * 2**g + o.
+
+        Photos get both fields upsampled from the working resolution (they are smooth) and
+        applied per pixel (:func:`sice.enhancement.apply_log2_gain`), so a lift stays a lift:
+        handing it over as a gain ratio instead multiplied the noise of near-black pixels.
+        """
+        norm = self.exposure_normalisation(thumb) if self.adaptive else None
+        sliced = self.slice(self.grid(thumb), work, norm)
+        log_gain = sliced[:, :3]
         if not self.offset:
-            norm = self.exposure_normalisation(thumb) if self.adaptive else None
-            return self.slice(self.grid(thumb), work, norm)
-        out = self._enhance(thumb, work)
-        return log2_gain_of(out, work, 2 * MAX_STOPS)
+            return log_gain, torch.zeros_like(log_gain)
+        return log_gain, sliced[:, 3:].expand_as(log_gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._enhance(self.thumbnail(x), x)
 
 
-class GainGridOnnx(nn.Module):
-    """Export wrapper: (thumbnail 1x3x256x256, working image 1x3xHxW) -> log2 gains 1x3xHxW."""
+def _exp2(t: torch.Tensor) -> torch.Tensor:
+    return torch.exp(t * math.log(2.0))  # aten::exp2 has no ONNX export
 
-    def __init__(self, model: GainGrid):
+
+class GainGridOnnx(nn.Module):
+    """Export wrapper: (thumbnail 1x3x256x256, working image 1x3xHxW) -> log2 gains 1x3xHxW,
+    and offsets 1x3xHxW for models with ``offset``."""
+
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
+    def forward(self, thumb: torch.Tensor, work: torch.Tensor):
+        if getattr(self.model, "offset", False):
+            return self.model.gain_offset(thumb, work)
         return self.model.log_gain(thumb, work)
 
 
@@ -235,31 +252,31 @@ def gaingrid(**kwargs) -> GainGrid:
 
 
 class GainGridEnsemble(nn.Module):
-    """The mean of several :class:`GainGrid` outputs, handed to photos as one gain.
+    """The mean of several :class:`GainGrid` outputs, handed to photos as one gain and offset.
 
     Why: the gain-only grid is best on over-exposed inputs, the offset grid on the darkest ones
-    (+0.8 to +1.1 dB at level -2); their average is above both at six of the eight
+    (+0.8 to +1.1 dB at level -2); their average is above both at seven of the eight
     (split, level) cells of the validation and test scenes and within 0.1 dB of the better one
-    at the other two (docs/default-model.md). Each member sees the same thumbnail; only the thumbnail networks
-    and the slicing at the working resolution are repeated, so the full-resolution cost (one
-    strip-wise gain) is that of a single grid.
+    at the eighth (docs/default-model.md). Each member sees the same thumbnail; only the
+    thumbnail networks and the slicing at the working resolution are repeated, so the
+    full-resolution cost (one strip-wise gain and offset) does not grow with the members.
 
     Parameters
     ----------
     members : list of dict
         Keyword arguments of each member's :class:`GainGrid`.
     work_size : int
-        Working resolution of :meth:`log_gain` (as :class:`GainGrid`). 768 rather than a single
-        grid's 1024: each member slices its grid there, so two members at 1024 took 165 ms per
-        photo in onnxruntime (one gain-only grid: 63 ms), at 768 81 ms; the gains handed to a
-        20 MP photo lose 1.2 dB of fidelity to full-resolution slicing (33.4 -> 32.2 dB on a
-        5 MP SICE frame, docs/default-model.md).
+        Working resolution of :meth:`gain_offset` (as :class:`GainGrid`). 768 rather than a
+        single grid's 1024: each member slices its grid there, so two members at 1024 took
+        128 ms per photo in onnxruntime (one gain-only grid: 58 ms), at 768 62 ms; the fields
+        handed to a large photo lose 1.4 dB of fidelity to per-pixel slicing (38.2 -> 36.8 dB
+        on a 5 MP SICE frame, docs/default-model.md).
 
     Notes
     -----
-    ``forward(x)`` (training, evaluation at native size) averages the members' clipped outputs;
-    :meth:`log_gain` returns ``log2(mean output / input)`` at the working resolution, floored by
-    ``GAIN_EPS`` as for an offset grid.
+    ``forward(x)`` is ``clip(x * G + O)`` with the members' mean gain ``G`` and mean offset ``O``
+    (the mean of their unclipped outputs); photos get ``G`` and ``O`` from the working
+    resolution through :meth:`gain_offset`.
     """
 
     def __init__(self, members: list[dict] | tuple[dict, ...] = ({}, {"offset": "grey"}), work_size: int = 768):
@@ -269,24 +286,35 @@ class GainGridEnsemble(nn.Module):
         self.work_size = int(work_size)
         self.members = nn.ModuleList(GainGrid(**{**dict(kw), "work_size": self.work_size}) for kw in members)
 
+        self.offset = any(m.offset for m in self.members)
+
+    def gain_offset(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The members' mean as one affine map: ``mean_k(x * 2**g_k + o_k) = x * G + O`` with
+        ``G`` the mean gain and ``O`` the mean offset -> ``(log2 G, O)``, each (B, 3, h, w)."""
+        gain = offset = None
+        for member in self.members:
+            g, o = member.gain_offset(thumb, work)
+            g = _exp2(g)
+            gain, offset = (g, o) if gain is None else (gain + g, offset + o)
+        n = len(self.members)
+        return torch.log2(gain / n), offset / n
+
+    def log_gain(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
+        """log2 of the mean gain; the whole map (with the offsets) is :meth:`gain_offset`."""
+        return self.gain_offset(thumb, work)[0]
+
     def _enhance(self, thumb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        out = self.members[0]._enhance(thumb, x)
-        for member in self.members[1:]:
-            out = out + member._enhance(thumb, x)
-        return out / len(self.members)
+        log_gain, offset = self.gain_offset(thumb, x)
+        return (x * _exp2(log_gain) + offset).clamp(0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._enhance(GainGrid.thumbnail(x), x)
 
-    def log_gain(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
-        out = self._enhance(thumb, work)
-        return log2_gain_of(out, work, 2 * MAX_STOPS)
-
 
 @register_model(ModelConfig(
     name="gaingrid-ensemble",
-    description="the mean of several gaingrids (the shipped default: gain-only + gain-and-offset), "
-                "handed to the photo as one gain",
+    description="the mean of several gaingrids (the shipped default: gain-only + grey-offset), "
+                "applied to the photo as one gain and offset",
     fully_convolutional=False,
     paper="this package",
 ))
