@@ -285,8 +285,7 @@ class GainGridEnsemble(nn.Module):
             raise ValueError("an ensemble needs at least one member")
         self.work_size = int(work_size)
         self.members = nn.ModuleList(GainGrid(**{**dict(kw), "work_size": self.work_size}) for kw in members)
-
-        self.offset = any(m.offset for m in self.members)
+        self.offset = any(m.offset for m in self.members)  # hand photos offsets too
 
     def gain_offset(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The members' mean as one affine map: ``mean_k(x * 2**g_k + o_k) = x * G + O`` with
