@@ -119,16 +119,3 @@ def apply_affine(coeffs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     b, _, h, w = coeffs.shape
     a = coeffs.reshape(b, 3, 4, h, w)
     return (a[:, :, :3] * x[:, None]).sum(2) + a[:, :, 3]
-
-
-#: Floor added to both sides of the ``output / input`` ratio of :func:`log2_gain_of`: an offset
-#: cannot be handed over as a gain on a pixel that is exactly 0, and noise in near-black pixels
-#: must not become huge gains.
-GAIN_EPS = 1e-3
-
-
-def log2_gain_of(out: torch.Tensor, work: torch.Tensor, stops: float) -> torch.Tensor:
-    """``log2((out + eps) / (work + eps))`` clamped to +-``stops``: a model's result at the working
-    resolution handed to the full-resolution photo as per-channel gains (hdrnet;
-    :func:`sice.enhancement.apply_log2_gain` applies them)."""
-    return torch.log2((out + GAIN_EPS) / (work + GAIN_EPS)).clamp(-stops, stops)

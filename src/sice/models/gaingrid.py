@@ -57,8 +57,9 @@ class GainGrid(nn.Module):
     width : int
         Feature channels.
     work_size : int
-        Long side at which :meth:`gain_field` is evaluated when enhancing a large photo; the
-        gains are then upsampled bilinearly (they are smooth) and applied at full resolution.
+        Long side at which :meth:`log_gain` / :meth:`gain_offset` are evaluated when enhancing
+        a large photo; the fields are then upsampled bilinearly (they are smooth) and applied
+        at full resolution.
     adaptive : bool
         Exposure-adaptive guide and input (tried, not shipped: docs/default-model.md). A dark
         photo's luma fills only the lowest few of the ``bins`` intensity levels, so its tone
@@ -192,10 +193,6 @@ class GainGrid(nn.Module):
             return (x * _exp2(self.log_gain(thumb, x))).clamp(0, 1)
         log_gain, offset = self.gain_offset(thumb, x)
         return (x * _exp2(log_gain) + offset).clamp(0, 1)
-
-    def gain_field(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, 3, H, W) log2 gains for ``x`` (thumbnail taken from ``x``)."""
-        return self.log_gain(self.thumbnail(x), x)
 
     def log_gain(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
         """Inference entry shared by the torch and ONNX paths: the caller makes the thumbnail

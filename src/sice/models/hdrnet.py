@@ -41,8 +41,8 @@ Deviations from [1]_, and why:
   is handed to the full-resolution photo as a per-channel gain ``output / input``, which
   :func:`sice.enhancement.apply_log2_gain` upsamples and applies strip by strip in the photo's
   own dtype -- the default model's path, shared rather than written twice. Slicing at full
-  resolution instead took 22 s and 2.3 GB at 20 MP on one thread (docs/can-hdrnet.md). Up to 1024 px the working image *is* the photo and the result
-  equals ``forward`` except where a gain is clamped (+-8 stops) or on near-black pixels (the
+  resolution instead took 22 s and 2.3 GB at 20 MP on one thread (docs/can-hdrnet.md). Up to
+  1024 px the working image *is* the photo and the result equals ``forward`` except where a gain is clamped (+-8 stops) or on near-black pixels (the
   ratio's ``1e-3`` floor: an offset cannot lift a pixel that is exactly 0). Above it, gains are
   interpolated between working pixels, as for ``gaingrid``. ``forward`` (training, and
   ``Enhancer`` on torch tensors through it) slices at full resolution as the paper does.
@@ -62,7 +62,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._bilateral import apply_affine, bilateral_slice, log2_gain_of
+from ._bilateral import apply_affine, bilateral_slice
 from ._registry import ModelConfig, register_model
 
 #: Side of the fixed low-resolution input ([1]_, Sec. 3.1).
@@ -71,6 +71,10 @@ LOWRES = 256
 N_COEFFS = 12
 #: Knots of each guidance curve ([1]_, Sec. 3.4).
 CURVE_KNOTS = 16
+#: Floor added to both sides of the ``output / input`` ratio of :meth:`HDRNet.log_gain`: an
+#: offset cannot be handed over as a gain on a pixel that is exactly 0, and noise in near-black
+#: pixels must not become huge gains.
+GAIN_EPS = 1e-3
 #: Bound of the transferred log2 gains (stops).
 GAIN_STOPS = 8.0
 
@@ -201,7 +205,7 @@ class HDRNet(nn.Module):
         """Photo inference: (B, 3, 256, 256) copy and (B, 3, h, w) working image -> log2 of the
         per-channel gain ``output / input`` at the working resolution (see the module notes)."""
         out = self._sliced_affine(self.coefficients(thumb), work).clamp(0, 1)
-        return log2_gain_of(out, work, GAIN_STOPS)
+        return torch.log2((out + GAIN_EPS) / (work + GAIN_EPS)).clamp(-GAIN_STOPS, GAIN_STOPS)
 
 
 @register_model(ModelConfig(
