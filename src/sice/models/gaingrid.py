@@ -73,9 +73,9 @@ class GainGrid(nn.Module):
         Each cell also holds an offset (bounded to +-``MAX_OFFSET``): output =
         ``x * 2**gain + offset``; ``True``/``"rgb"``: one per channel, ``"grey"``: one for all
         three. A gain cannot lift a pixel that is (nearly) black, and the fused labels lift
-        shadows more than a pure gain does on a noisy dark frame: offsets give +0.8 dB at level
-        -2, as HDRNet's affine transforms do, but alone cost 0.1-1.3 dB on over-exposed inputs
-        (docs/default-model.md), so the shipped default averages a grey-offset grid with a
+        shadows more than a pure gain does on a noisy dark frame: offsets give +0.7 dB at
+        level -2, near what HDRNet's affine transforms do, but alone cost 0.2-1.3 dB on
+        over-exposed inputs (docs/default-model.md), so the shipped default averages a grey-offset grid with a
         gain-only one (:class:`GainGridEnsemble`). Grey, because per-channel offsets tinted
         the dark parts of over-exposed photos green; one offset can lift but not tint. For
         photos, gains and offsets are both sliced at the working resolution and applied per
@@ -252,9 +252,9 @@ class GainGridEnsemble(nn.Module):
     """The mean of several :class:`GainGrid` outputs, handed to photos as one gain and offset.
 
     Why: the gain-only grid is best on over-exposed inputs, the offset grid on the darkest ones
-    (+0.8 to +1.1 dB at level -2); their average is above both at seven of the eight
+    (+0.7 to +1.2 dB at level -2); their average is above both at six of the eight
     (split, level) cells of the validation and test scenes and within 0.1 dB of the better one
-    at the eighth (docs/default-model.md). Each member sees the same thumbnail; only the
+    at the other two (docs/default-model.md). Each member sees the same thumbnail; only the
     thumbnail networks and the slicing at the working resolution are repeated, so the
     full-resolution cost (one strip-wise gain and offset) does not grow with the members.
 
