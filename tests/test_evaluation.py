@@ -97,7 +97,8 @@ def test_evaluate_scores_caches_and_reports(tmp_path):
     r = next(r for r in res.records if r.method == "identity" and r.level == -1 and r.scene == "001")
     expected = psnr(read_rgb(data / "001" / "2.png"), read_rgb(data / "Label" / "001.png"))
     assert r.metrics["psnr"] == pytest.approx(expected, abs=1e-9)
-    assert set(r.metrics) == {"psnr", "ssim", "fsim", "fsimc", "mae", "loe"}
+    assert set(r.metrics) == {"psnr", "ssim", "fsim", "fsimc", "mae", "loe", "white-point", "black-point",
+                              "clipped-luma", "black-luma", "colourfulness", "shadow-noise"}
     assert r.metrics["loe"] == 0  # identity keeps every order
 
     # One more method: only its 8 runs are computed, the rest comes from the cache unchanged.
@@ -105,8 +106,8 @@ def test_evaluate_scores_caches_and_reports(tmp_path):
     assert res2.computed == 8
     same = {(x.item_id, x.method): x.metrics for x in res.records}
     for x in res2.records:
-        if x.method != "he":
-            assert x.metrics == same[(x.item_id, x.method)]
+        if x.method != "he":  # (NaN is "not applicable": equal to itself here)
+            assert json.dumps(x.metrics) == json.dumps(same[(x.item_id, x.method)])
 
     paths = write_report(res2)
     md = paths["markdown"].read_text()
@@ -269,3 +270,82 @@ def test_cache_signature_of_a_model_name_follows_its_shipped_weights(tmp_path, m
     (tmp_path / "gaingrid.pt").write_bytes(b"v2 weights")
     os.utime(tmp_path / "gaingrid.pt", ns=(1, 1))
     assert _signature("default") != first
+
+
+# --------------------------------------------------------------------------- no reference
+
+def test_photos_protocol_scores_a_plain_folder_by_group_without_references(tmp_path):
+    from sice.evaluation.protocols import photo_items
+
+    photos = tmp_path / "photos"
+    for sub in ("under", "over"):
+        (photos / sub).mkdir(parents=True)
+    dark = (synthetic_scene(40, 48) * 0.15).astype(np.float32)
+    dark[:6] = 0.0  # a black band: black-luma applies
+    bright = np.clip(synthetic_scene(40, 48, seed=2) * 1.6, 0, 0.9)
+    bright[-8:] = 1.0  # a clipped band: clipped-luma applies
+    write_image(photos / "under" / "a.png", dark)
+    write_image(photos / "under" / "b_c.png", dark[::-1].copy())
+    write_image(photos / "over" / "a.png", bright)
+    write_image(photos / "loose.png", bright)  # straight in the folder: group "photos"
+    items = photo_items(photos)
+    assert [(i.scene, i.level) for i in items] == [("loose.png", "photos"), ("over/a.png", "over"),
+                                                   ("under/a.png", "under"), ("under/b_c.png", "under")]
+    assert len({i.id for i in items}) == 4 and all(i.reference is None for i in items)
+
+    res = evaluate(photos, ["identity", "gamma"], protocol="photos", out_dir=tmp_path / "r", progress=False)
+    # full-reference metrics are dropped: nothing to compare with, and no "missing label" noise
+    assert not res.problems and "psnr" not in res.metrics and "white-point" in res.metrics
+    by = {(r.scene, r.method): r for r in res.records}
+    assert by[("under/a.png", "identity")].exposure == "under"
+    assert by[("over/a.png", "identity")].exposure == "over"
+    assert by[("loose.png", "identity")].exposure == "over"  # by its mean luma (> 0.5)
+    ident = by[("under/a.png", "identity")].metrics
+    assert ident["black-luma"] == pytest.approx(0.0, abs=1e-6)
+    assert math.isnan(ident["clipped-luma"])  # no clipped pixel in the input: not applicable
+    assert by[("under/a.png", "gamma")].metrics["black-luma"] == pytest.approx(0.0, abs=0.6)
+    assert by[("over/a.png", "identity")].metrics["clipped-luma"] == pytest.approx(255.0, abs=1e-3)
+
+    paths = write_report(res)
+    md = paths["markdown"].read_text()
+    assert "## Photographic tone" in md
+    assert "| method | over | photos | under | all | n | n/a | failed |" in md
+    js = json.loads(paths["json"].read_text())
+    assert js["summary"]["identity"]["under"]["clipped-luma"]["na"] == 2
+    assert js["summary"]["identity"]["under"]["clipped-luma"]["failed"] == 0
+    assert sorted(p.name for p in paths["grids"].iterdir()) == ["over_01.png", "photos_01.png", "under_01.png"]
+    assert "plot" not in paths  # PSNR needs references
+
+
+def test_cli_picks_the_protocol_from_the_folder(tmp_path):
+    from sice.cli.eval import command
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_image(photos / "x.png", synthetic_scene(32, 32) * 0.2)
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(command, [str(photos), "-m", "identity", "-o", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "protocol photos" in result.output and "`photos`" in (out / "results.md").read_text()
+    data = _built_dataset(tmp_path / "data", scenes=("001",))
+    result = CliRunner().invoke(command, [str(data), "-m", "identity", "-o", str(tmp_path / "r2"),
+                                          "--metrics", "psnr", "--no-progress", "--no-grids"])
+    assert result.exit_code == 0 and "protocol levels" in result.output
+    result = CliRunner().invoke(command, [str(photos), "-m", "identity", "-o", str(out), "-p", "photos",
+                                          "--metrics", "psnr"])
+    assert result.exit_code != 0 and "no references" in result.output
+
+
+def test_tone_summary_marks_missed_targets():
+    from sice.evaluation.report import tone_summary
+    from sice.evaluation.runner import Record
+
+    recs = [Record("s", 1, 1, 1, "f", "m", "ok", exposure="over",
+                   metrics={"clipped-luma": 200.0, "white-point": 250.0}),
+            Record("s", 2, 1, 1, "f", "m", "ok", exposure="over",
+                   metrics={"clipped-luma": float("nan"), "white-point": 240.0}),
+            Record("s", 3, 1, -1, "f", "m", "ok", exposure="under", metrics={"clipped-luma": 255.0})]
+    t = tone_summary(recs, ["clipped-luma", "white-point"])["m"]
+    assert t[("clipped-luma", "over")] == {"mean": 200.0, "n": 1, "na": 1}
+    assert t[("white-point", "over")]["mean"] == pytest.approx(245.0)
+    assert ("black-luma", "under") not in t

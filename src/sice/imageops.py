@@ -35,6 +35,17 @@ def from_float32(image: np.ndarray, dtype) -> np.ndarray:
     raise ValueError(f"target dtype must be uint8, uint16 or float, got {dtype}")
 
 
+def checked_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """``image`` as (H, W, 3) float32 clipped to [0, 1]; ValueError naming ``name`` when it is
+    not (H, W, 3) or not float."""
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"{name} must be (H, W, 3) RGB, got shape {a.shape}")
+    if a.dtype.kind != "f":
+        raise ValueError(f"{name} must be float in [0, 1], got dtype {a.dtype}")
+    return np.clip(a.astype(np.float32, copy=False), 0.0, 1.0)
+
+
 def to_rgb(pixels: np.ndarray) -> np.ndarray:
     """(H, W, C) with C in 1..4 -> (H, W, 3): grey replicated, alpha dropped."""
     a = np.asarray(pixels)

@@ -8,9 +8,11 @@ import click
 from ._common import BatchReport, report_errors
 
 # Kept here (not imported from sice.evaluation) so that `sice eval --help` stays instant.
-_PROTOCOLS = ["sice-58", "zero-dce-part2", "levels", "all"]
+_PROTOCOLS = ["auto", "sice-58", "zero-dce-part2", "levels", "all", "photos"]
 _BASELINES = ["identity", "he", "clahe", "gamma", "lime", "msrcr"]
-_METRICS = ["psnr", "ssim", "fsim", "fsimc", "mae", "loe", "mef-ssim"]
+_METRICS = ["psnr", "ssim", "fsim", "fsimc", "mae", "loe", "mef-ssim", "white-point", "black-point",
+            "clipped-luma", "black-luma", "colourfulness", "shadow-noise"]
+_DEFAULT_METRICS = "psnr,ssim,fsim,fsimc,mae,loe,white-point,black-point,clipped-luma,black-luma,colourfulness,shadow-noise"
 
 
 def _csv(value: str) -> list[str]:
@@ -23,11 +25,12 @@ def _csv(value: str) -> list[str]:
               metavar="LIST",
               help=f"Comma-separated: baselines ({', '.join(_BASELINES)}), registered model names "
                    "(see 'sice models'; 'default' is the shipped model) or checkpoint paths.")
-@click.option("-p", "--protocol", type=click.Choice(_PROTOCOLS), default="levels", show_default=True,
-              help="Which frames, at what size (docs/evaluation.md).")
+@click.option("-p", "--protocol", type=click.Choice(_PROTOCOLS), default="auto", show_default=True,
+              help="Which frames, at what size (docs/evaluation.md). auto: 'levels' for a SICE-layout "
+                   "dataset, 'photos' (no reference) for a plain folder of photos.")
 @click.option("-o", "--output", "output", type=click.Path(path_type=Path), required=True,
               help="Report folder (created; its cache/ makes re-runs cheap).")
-@click.option("--metrics", default="psnr,ssim,fsim,fsimc,mae,loe", show_default=True, metavar="LIST",
+@click.option("--metrics", default=_DEFAULT_METRICS, show_default=True, metavar="LIST",
               help=f"Comma-separated, from: {', '.join(_METRICS)}.")
 @click.option("-j", "--workers", type=click.IntRange(1, None), default=1, show_default=True,
               help="Worker processes.")
@@ -39,7 +42,8 @@ def _csv(value: str) -> list[str]:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @report_errors
 def command(dataset, methods, protocol, output, metrics, workers, limit, split, split_seed, grids, progress):
-    """Evaluate enhancement methods on a SICE-layout DATASET with a documented protocol.
+    """Evaluate enhancement methods on a SICE-layout DATASET with a documented protocol, or on
+    a plain folder of photos without labels (no-reference tone figures only).
 
     Writes REPORT/results.md, results.csv, results.json, per_image.csv, grids/ and
     psnr_vs_level.png. Problems with single images (missing labels, size mismatches, a
@@ -47,6 +51,10 @@ def command(dataset, methods, protocol, output, metrics, workers, limit, split, 
     """
     from ..evaluation import evaluate, write_report
     from ..evaluation.metrics import METRICS
+    from ..evaluation.protocols import is_sice_layout
+
+    if protocol == "auto":
+        protocol = "levels" if is_sice_layout(dataset) or not dataset.is_dir() else "photos"
 
     method_list = _csv(methods)
     metric_list = _csv(metrics)
@@ -55,8 +63,11 @@ def command(dataset, methods, protocol, output, metrics, workers, limit, split, 
     unknown = [m for m in metric_list if m not in METRICS]
     if unknown:
         raise click.UsageError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
-    result = evaluate(dataset, method_list, protocol=protocol, out_dir=output, metrics=metric_list,
-                      workers=workers, limit=limit, split=split, split_seed=split_seed, progress=progress)
+    try:
+        result = evaluate(dataset, method_list, protocol=protocol, out_dir=output, metrics=metric_list,
+                          workers=workers, limit=limit, split=split, split_seed=split_seed, progress=progress)
+    except ValueError as exc:  # a choice that does not fit this dataset (metrics, split)
+        raise click.UsageError(str(exc)) from None
     paths = write_report(result, grids=grids)
     report = BatchReport()
     for r in result.records:

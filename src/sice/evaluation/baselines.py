@@ -39,16 +39,13 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
+from ..imageops import checked_rgb
+
 __all__ = ["identity", "histogram_equalization", "clahe", "auto_gamma", "lime", "msrcr", "BASELINES"]
 
 
 def _check(image: np.ndarray) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise ValueError(f"image must be (H, W, 3) RGB, got shape {a.shape}")
-    if a.dtype.kind != "f":
-        raise ValueError(f"image must be float in [0, 1], got dtype {a.dtype}")
-    return np.clip(a.astype(np.float32, copy=False), 0.0, 1.0)
+    return checked_rgb(image, "image")
 
 
 def _finish(out: np.ndarray) -> np.ndarray:

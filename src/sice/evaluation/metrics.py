@@ -18,6 +18,10 @@ loe        output vs *input*            lightness order error (Wang et al. 2013)
 mef-ssim   output vs the source stack   Ma et al. 2015, via :func:`sice.scoring.mef_ssim`
 =========  ===========================  =================================================
 
+and the no-reference tone figures of :mod:`sice.evaluation.tone` (white-point, black-point,
+clipped-luma, black-luma, colourfulness, shadow-noise), which compare an output with its input
+on the 0-255 scale.
+
 References
 ----------
 .. [1] Z. Wang, A. C. Bovik, H. R. Sheikh, E. P. Simoncelli, "Image quality assessment: from
@@ -42,9 +46,11 @@ import cv2
 import numpy as np
 import scipy.fft
 
+from . import tone
+
 __all__ = [
     "psnr", "ssim", "mae", "fsim", "fsimc", "feature_similarity", "phase_congruency", "loe",
-    "mef_ssim", "METRICS", "Metric", "DEFAULT_METRICS", "compute_metrics",
+    "mef_ssim", "METRICS", "Metric", "DEFAULT_METRICS", "TONE_METRICS", "compute_metrics",
 ]
 
 
@@ -484,10 +490,24 @@ METRICS: dict[str, Metric] = {
     "mae": Metric(mae, "reference", False, "mean absolute error, [0, 1] scale, RGB"),
     "loe": Metric(loe, "input", False, "lightness order error against the input (Wang et al. 2013)"),
     "mef-ssim": Metric(mef_ssim, "stack", True, "MEF-SSIM against the scene's whole stack (Ma et al. 2015)"),
+    "white-point": Metric(tone.white_point, "input", True,
+                          "white point: 99.5th percentile of output luma, 0-255"),
+    "black-point": Metric(tone.black_point, "input", False,
+                          "black point: 0.5th percentile of output luma, 0-255"),
+    "clipped-luma": Metric(tone.clipped_luma, "input", True,
+                           "mean output luma where the input is clipped (every channel >= 250), 0-255"),
+    "black-luma": Metric(tone.black_luma, "input", False,
+                         "mean output luma where the input is black (every channel <= 2), 0-255"),
+    "colourfulness": Metric(tone.colourfulness_ratio, "input", True,
+                            "Hasler-Suesstrunk colourfulness, output / input"),
+    "shadow-noise": Metric(tone.shadow_noise, "input", False,
+                           "chroma noise in the input's darkest quarter (robust std of high-passed CbCr), 0-255"),
 }
 
+#: The no-reference tone figures (:mod:`sice.evaluation.tone`).
+TONE_METRICS = ("white-point", "black-point", "clipped-luma", "black-luma", "colourfulness", "shadow-noise")
 #: Metrics computed when ``sice eval`` is not told otherwise (MEF-SSIM reads whole stacks).
-DEFAULT_METRICS = ("psnr", "ssim", "fsim", "fsimc", "mae", "loe")
+DEFAULT_METRICS = ("psnr", "ssim", "fsim", "fsimc", "mae", "loe") + TONE_METRICS
 
 
 def compute_metrics(output: np.ndarray, names: Sequence[str], *, reference: np.ndarray | None = None,

@@ -15,6 +15,10 @@ Shared rules
   the sRGB-encoded values, data range 1.0.
 * ``size=None`` means native resolution: input and reference must then have the same size,
   otherwise the item fails with "size mismatch" (reported, never silently resized).
+* ``photos`` is the no-reference protocol: every image of a plain folder (recursively), no
+  label, scored only by the figures that need none (:mod:`sice.evaluation.tone`, LOE). Its
+  "level" is a group name: the first sub-folder an image sits in (``DICM``, ``under``...), or
+  the folder's own name for images directly inside it.
 * With a ``size`` (width, height), input and reference are both resized with
   ``cv2.INTER_AREA`` (area averaging; equivalent to bilinear when enlarging) in float32,
   before the method runs; width and height are swapped when the input frame is portrait
@@ -23,12 +27,15 @@ Shared rules
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ..dataset import Scene, split_scenes
 
-__all__ = ["EvalItem", "Protocol", "PROTOCOLS", "middle_index", "items_for", "oriented"]
+__all__ = ["EvalItem", "Protocol", "PROTOCOLS", "middle_index", "items_for", "oriented", "photo_items",
+           "exposure_of", "is_sice_layout"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +52,9 @@ class EvalItem:
         Its 1-based position in the sequence (dark -> bright).
     count : int
         Number of frames in the sequence.
-    level : int
-        ``index - middle``; negative = darker than the middle frame.
+    level : int or str
+        ``index - middle``; negative = darker than the middle frame. For the ``photos``
+        protocol, the image's group (a sub-folder name).
     reference : Path or None
         The scene's label (None when the dataset has none: only no-reference metrics then).
     size : (int, int) or None
@@ -60,15 +68,19 @@ class EvalItem:
     frame: Path
     index: int
     count: int
-    level: int
+    level: int | str
     reference: Path | None
     size: tuple[int, int] | None = None
     stack: tuple[Path, ...] = ()
 
     @property
     def id(self) -> str:
-        """File-name-safe unique id: ``Part1_12__3`` (scene, frame index)."""
-        return f"{self.scene.replace('/', '_')}__{self.index}"
+        """File-name-safe unique id: ``Part1_12__3`` (scene, frame index); scene keys with other
+        characters (photo paths) get a hash, so ``a_b/c.jpg`` and ``a/b_c.jpg`` stay apart."""
+        if re.fullmatch(r"[\w-]+(/[\w-]+)?", self.scene):
+            return f"{self.scene.replace('/', '_')}__{self.index}"
+        safe = re.sub(r"[^\w-]+", "_", self.scene)[-60:]
+        return f"{safe}-{hashlib.sha1(self.scene.encode()).hexdigest()[:8]}__{self.index}"
 
 
 def middle_index(count: int) -> int:
@@ -126,13 +138,55 @@ def _all(scenes):
     return [_item(s, k) for s in scenes for k in range(1, len(s.frames) + 1)]
 
 
+def photo_items(folder: Path) -> list[EvalItem]:
+    """The ``photos`` protocol: every image under ``folder`` (recursively, natural order), one
+    item each, no reference; the level is the first sub-folder's name (or ``folder``'s own)."""
+    from ..io import list_images
+
+    folder = Path(folder)
+    out = []
+    for path in list_images(folder, recursive=True):
+        rel = path.relative_to(folder)
+        group = rel.parts[0] if len(rel.parts) > 1 else (folder.resolve().name or "photos")
+        out.append(EvalItem(scene=rel.as_posix(), frame=path, index=1, count=1, level=group, reference=None))
+    return out
+
+
+#: Words in a ``photos`` group name that say which way its photos are exposed.
+_UNDER_WORDS, _OVER_WORDS = ("under", "low", "dark", "night", "dicm", "lime"), ("over", "bright")
+
+
+def exposure_of(level: int | str, input_luma: float) -> str:
+    """``"under"`` or ``"over"``: the sign of a frame's level; for a ``photos`` group, a word
+    in its name (``under``, ``low``, ``dark``, ``night``, ``DICM``, ``LIME`` / ``over``,
+    ``bright``), else the input's mean luma (below 0.5: under)."""
+    if isinstance(level, int) and level:
+        return "under" if level < 0 else "over"
+    name = str(level).lower()
+    if any(w in name for w in _UNDER_WORDS):
+        return "under"
+    if any(w in name for w in _OVER_WORDS):
+        return "over"
+    return "under" if input_luma < 0.5 else "over"
+
+
+def is_sice_layout(folder: Path) -> bool:
+    """Whether ``folder`` looks like a SICE-layout dataset (``Label/``, our ``manifest.json`` or
+    the authors' ``Dataset_Part1``/``Dataset_Part2``) rather than a plain folder of photos."""
+    folder = Path(folder)
+    markers = ("Label", "manifest.json", "Dataset_Part1", "Dataset_Part2")
+    return folder.name.startswith("Dataset_Part") or any((folder / m).exists() for m in markers)
+
+
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-    """A named, documented rule from scenes to :class:`EvalItem` s."""
+    """A named, documented rule from scenes (or, with ``plain_folder``, a folder of photos)
+    to :class:`EvalItem` s."""
 
     name: str
     summary: str
     select: Callable[[Sequence[Scene]], list[EvalItem]]
+    plain_folder: bool = False
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -152,6 +206,11 @@ PROTOCOLS: dict[str, Protocol] = {
         "native size",
         _levels),
     "all": Protocol("all", "every frame of every scene, native size", _all),
+    "photos": Protocol(
+        "photos",
+        "no reference: every image of a plain folder (recursively), native size, grouped by "
+        "sub-folder; only no-reference figures",
+        photo_items, plain_folder=True),
 }
 
 
@@ -159,4 +218,6 @@ def items_for(protocol: str, scenes: Sequence[Scene]) -> list[EvalItem]:
     """The items of ``protocol`` for ``scenes`` (in scene order, then frame order)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    if PROTOCOLS[protocol].plain_folder:
+        raise ValueError(f"protocol {protocol!r} reads a folder of photos: use photo_items(folder)")
     return PROTOCOLS[protocol].select(scenes)

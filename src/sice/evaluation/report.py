@@ -44,31 +44,51 @@ def _level_name(level: int | str) -> str:
     return level if isinstance(level, str) else (f"{level:+d}" if level else "0")
 
 
+def _level_key(level: str):
+    """Sort key of level names: exposure levels numerically, then group names, then "all"."""
+    if level == "all":
+        return (2, 0, "")
+    try:
+        return (0, int(level), "")
+    except ValueError:
+        return (1, 0, level)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def summarise(records: Iterable[Record], metrics: list[str]) -> dict:
-    """Aggregate per method x level (and ``"all"``) x metric: mean, std, n, failed.
+    """Aggregate per method x level (and ``"all"``) x metric: mean, std, n, failed, na.
+
+    A NaN score is "not applicable" (a tone figure whose region the input lacks, e.g. no
+    clipped pixel): counted in ``na``, neither averaged nor a failure.
 
     Returns
     -------
     dict
-        ``{method: {level_name: {metric: {"mean", "std", "n", "failed"}}}}`` with level names
-        ``"-2"``, ``"-1"``, ``"0"``, ``"+1"``, ... and ``"all"``.
+        ``{method: {level_name: {metric: {"mean", "std", "n", "failed", "na"}}}}`` with level
+        names ``"-2"``, ``"-1"``, ``"+1"``, ... (or ``photos`` group names) and ``"all"``.
     """
     values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     failed: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    na: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
     for r in records:
-        for lv in (r.level, "all"):
+        for lv in (_level_name(r.level), "all"):
             for m in metrics:
                 v = r.metrics.get(m) if r.status == "ok" else None
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v):
+                if _is_number(v) and math.isnan(v):
+                    na[r.method][lv][m] += 1
+                elif _is_number(v):
                     values[r.method][lv][m].append(float(v))
                 else:
                     failed[r.method][lv][m] += 1
     out: dict = {}
     methods = list(dict.fromkeys(r.method for r in records))
     for method in methods:
-        levels = sorted({k for k in list(values[method]) + list(failed[method]) if k != "all"}) + ["all"]
+        seen = set(values[method]) | set(failed[method]) | set(na[method])
         out[method] = {}
-        for lv in levels:
+        for lv in sorted(seen, key=_level_key):
             row = {}
             for m in metrics:
                 vs = np.array(values[method][lv][m], dtype=np.float64)
@@ -80,9 +100,71 @@ def summarise(records: Iterable[Record], metrics: list[str]) -> dict:
                     "std": float(finite.std()) if finite.size else math.nan,
                     "n": int(vs.size),
                     "failed": int(failed[method][lv][m]),
+                    "na": int(na[method][lv][m]),
                 }
-            out[method][_level_name(lv)] = row
+            out[method][lv] = row
     return out
+
+
+#: The photographic-tone targets (docs/evaluation.md): (metric, exposure, ">=" or "<=", value).
+#: Shadow noise has no absolute target (it is compared between methods).
+TONE_TARGETS = (
+    ("clipped-luma", "over", ">=", 240.0),
+    ("white-point", "over", ">=", 245.0),
+    ("colourfulness", "over", ">=", 0.95),
+    ("black-luma", "under", "<=", 12.0),
+    ("shadow-noise", "under", None, None),
+    ("black-point", "under", None, None),
+)
+
+
+def tone_summary(records: Iterable[Record], metrics: list[str]) -> dict:
+    """Mean tone figures per method over under- and over-exposed inputs (``Record.exposure``).
+
+    Returns
+    -------
+    dict
+        ``{method: {(metric, exposure): {"mean", "n", "na"}}}`` for the (metric, exposure)
+        pairs of :data:`TONE_TARGETS` whose metric was computed.
+    """
+    records = list(records)
+    out: dict = {}
+    for method in dict.fromkeys(r.method for r in records):
+        row = {}
+        for metric, exposure, _, _ in TONE_TARGETS:
+            if metric not in metrics:
+                continue
+            vals = [r.metrics.get(metric) for r in records
+                    if r.method == method and r.status == "ok" and r.exposure == exposure]
+            nums = [float(v) for v in vals if _is_number(v) and not math.isnan(v)]
+            row[(metric, exposure)] = {"mean": float(np.mean(nums)) if nums else math.nan,
+                                       "n": len(nums), "na": sum(1 for v in vals if _is_number(v) and math.isnan(v))}
+        out[method] = row
+    return out
+
+
+def _tone_markdown(result: EvalResult) -> list[str]:
+    tone = tone_summary(result.records, result.metrics)
+    cols = [t for t in TONE_TARGETS if t[0] in result.metrics]
+    if not cols or not tone:
+        return []
+    head = [f"{m} ({e}, {op} {v:g})" if op else f"{m} ({e})" for m, e, op, v in cols]
+    lines = ["## Photographic tone (no reference needed)", "",
+             "Mean over the under-exposed (level < 0) and over-exposed (level > 0) inputs; "
+             "luma figures on the 0-255 scale; ✗ marks a missed target (docs/evaluation.md). "
+             "n = images with the region (clipped or black pixels) in the input.", "",
+             "| method | " + " | ".join(head) + " |", "|---|" + "---:|" * len(cols)]
+    for method, row in tone.items():
+        cells = []
+        for metric, exposure, op, target in cols:
+            s = row[(metric, exposure)]
+            if not s["n"]:
+                cells.append("–")
+                continue
+            miss = op == ">=" and s["mean"] < target or op == "<=" and s["mean"] > target
+            cells.append(f"{_fmt(s['mean'], metric)} (n {s['n']}){' ✗' if miss else ''}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _fmt(v: float, metric: str) -> str:
@@ -90,9 +172,9 @@ def _fmt(v: float, metric: str) -> str:
         return "–"
     if math.isinf(v):
         return "inf"
-    if metric in ("psnr",):
+    if metric in ("psnr", "shadow-noise"):
         return f"{v:.2f}"
-    if metric in ("loe",):
+    if metric in ("loe", "white-point", "black-point", "clipped-luma", "black-luma"):
         return f"{v:.1f}"
     return f"{v:.4f}"
 
@@ -104,7 +186,7 @@ def _markdown(result: EvalResult, summary: dict) -> str:
         for lv in per:
             if lv not in levels:
                 levels.append(lv)
-    levels = sorted((lv for lv in levels if lv != "all"), key=int) + ["all"]
+    levels = sorted(levels, key=_level_key)
     n_items = len(result.items)
     lines = [
         f"# Evaluation: protocol `{result.protocol}`",
@@ -114,23 +196,26 @@ def _markdown(result: EvalResult, summary: dict) -> str:
         f"- images: {n_items} from {len({i.scene for i in result.items})} scenes; "
         f"methods: {', '.join(f'`{m}`' for m in result.methods)}",
         f"- colour space and data range: {COLOUR_NOTE}",
-        "- level = frame index minus the middle frame index (negative = under-exposed input).",
+        "- level = frame index minus the middle frame index (negative = under-exposed input); "
+        "for the `photos` protocol, the sub-folder (group) of the photo.",
         f"- time: {result.seconds:.1f} s ({result.computed} method runs computed, the rest from the cache)",
         "",
     ]
+    tone_at = len(lines)
     for metric in result.metrics:
         meta = METRICS[metric]
         arrow = "higher is better" if meta.higher_is_better else "lower is better"
         title = {"fsimc": "FSIMc", "mef-ssim": "MEF-SSIM"}.get(metric, metric.upper())
         lines += [f"## {title} ({meta.description}; {arrow})", ""]
-        lines.append("| method | " + " | ".join(f"level {lv}" if lv != "all" else "all" for lv in levels)
-                     + " | n | failed |")
-        lines.append("|---|" + "---:|" * (len(levels) + 2))
+        lines.append("| method | " + " | ".join(_column(lv) for lv in levels) + " | n | n/a | failed |")
+        lines.append("|---|" + "---:|" * (len(levels) + 3))
         for method, per in summary.items():
             cells = [_fmt(per[lv][metric]["mean"], metric) if lv in per else "–" for lv in levels]
             alls = per["all"][metric]
-            lines.append(f"| {method} | " + " | ".join(cells) + f" | {alls['n']} | {alls['failed']} |")
+            lines.append(f"| {method} | " + " | ".join(cells)
+                         + f" | {alls['n']} | {alls.get('na', 0)} | {alls['failed']} |")
         lines.append("")
+    lines[tone_at:tone_at] = _tone_markdown(result)
     failures = [r for r in result.records if r.status != "ok"]
     lines += ["## Problems", ""]
     if not result.problems and not failures:
@@ -143,6 +228,12 @@ def _markdown(result: EvalResult, summary: dict) -> str:
     lines += ["", "Per-image scores: `per_image.csv`; comparison grids: `grids/`; "
               "PSNR against exposure level: `psnr_vs_level.png`.", ""]
     return "\n".join(lines)
+
+
+def _column(level: str) -> str:
+    if level == "all":
+        return "all"
+    return f"level {level}" if _level_key(level)[0] == 0 else level
 
 
 def _json_safe(o):
@@ -217,7 +308,7 @@ def write_report(result: EvalResult, *, grids: bool = True, plot: bool = True,
     paths["json"] = out / "results.json"
     _write_text(paths["json"], json.dumps(_json_safe(payload), indent=1))
 
-    if plot and "psnr" in result.metrics:
+    if plot and "psnr" in result.metrics and any(i.reference for i in result.items):
         paths["plot"] = _plot_psnr(summary, out / "psnr_vs_level.png")
     if grids:
         paths["grids"] = _write_grids(result, out / "grids", grid_height)
@@ -231,11 +322,18 @@ def _plot_psnr(summary: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    for method, per in summary.items():
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (method, per) in enumerate(summary.items()):
         pts = sorted((int(lv), row["psnr"]["mean"]) for lv, row in per.items()
-                     if lv != "all" and np.isfinite(row["psnr"]["mean"]))
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+                     if _level_key(lv)[0] == 0 and np.isfinite(row["psnr"]["mean"]))
+        # under- and over-exposed levels are separate curves: no protocol has a level 0 to
+        # draw a line across
+        label = method
+        for side in ([p for p in pts if p[0] < 0], [p for p in pts if p[0] >= 0]):
+            if side:
+                ax.plot([p[0] for p in side], [p[1] for p in side], marker="o", label=label,
+                        color=colours[k % len(colours)])
+                label = None  # one legend entry per method
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -299,16 +397,26 @@ def _write_grids(result: EvalResult, folder: Path, height: int) -> Path:
     for r in result.records:
         by_item[r.item_id][r.method] = r
     scenes: dict[str, list] = defaultdict(list)
-    for item in result.items:
-        scenes[item.scene].append(item)
+    if PROTOCOLS[result.protocol].plain_folder:
+        # photos: one grid per group and every PHOTO_ROWS photos, not one file per photo
+        groups: dict[str, list] = defaultdict(list)
+        for item in result.items:
+            groups[str(item.level)].append(item)
+        for group, items in groups.items():
+            for k in range(0, len(items), PHOTO_ROWS):
+                scenes[f"{group}_{k // PHOTO_ROWS + 1:02d}"] = items[k:k + PHOTO_ROWS]
+    else:
+        for item in result.items:
+            scenes[item.scene].append(item)
     for scene, items in scenes.items():
         rows = []
         width = None
         for item in items:
             first = _thumb(item.frame, height)
             width = width or (first.shape[1] if first is not None else height * 4 // 3)
-            tiles = [(f"input {item.index}/{item.count} ({_level_name(item.level)})",
-                      first if first is not None else None)]
+            name = (Path(item.scene).name if PROTOCOLS[result.protocol].plain_folder
+                    else f"{item.index}/{item.count} ({_level_name(item.level)})")
+            tiles = [(f"input {name}", first if first is not None else None)]
             for m in result.methods:
                 r = by_item[item.id].get(m)
                 ok = r is not None and r.status == "ok" and r.output
@@ -316,7 +424,8 @@ def _write_grids(result: EvalResult, folder: Path, height: int) -> Path:
                 psnr = r.metrics.get("psnr") if ok else None
                 cap = m + (f" {psnr:.1f}dB" if isinstance(psnr, float) and math.isfinite(psnr) else "")
                 tiles.append((cap if ok else f"{m} FAILED", tile))
-            tiles.append(("reference", _thumb(item.reference, height, width)))
+            if any(i.reference for i in items):
+                tiles.append(("reference", _thumb(item.reference, height, width)))
             row = []
             for cap, tile in tiles:
                 if tile is None or tile.shape[:2] != (height, width):
@@ -326,6 +435,10 @@ def _write_grids(result: EvalResult, folder: Path, height: int) -> Path:
             rows.append(row)
         write_image(folder / f"{scene.replace('/', '_')}.png", join_grid(rows))
     return folder
+
+
+#: Photos per grid file of the ``photos`` protocol.
+PHOTO_ROWS = 8
 
 
 def _fit(tile: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -31,12 +31,12 @@ from ..errors import SiceError
 from ..imageops import from_float32, to_float32
 from .baselines import BASELINES
 from .metrics import DEFAULT_METRICS, METRICS, compute_metrics
-from .protocols import PROTOCOLS, EvalItem, items_for, oriented
+from .protocols import PROTOCOLS, EvalItem, exposure_of, items_for, oriented, photo_items
 
 __all__ = ["Record", "EvalResult", "evaluate", "method_names", "resolve_method", "CACHE_VERSION"]
 
 #: Bump when a baseline or the scoring changes so that old cached results are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def method_names() -> list[str]:
@@ -98,7 +98,7 @@ class Record:
     scene: str
     index: int
     count: int
-    level: int
+    level: int | str
     frame: str
     method: str
     status: str  # "ok" or "failed"
@@ -107,6 +107,8 @@ class Record:
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     output: str = ""  # cached output PNG, relative to the report folder
     item_id: str = ""
+    #: "under" or "over": which way the input is exposed (:func:`~.protocols.exposure_of`).
+    exposure: str = ""
 
 
 @dataclasses.dataclass
@@ -223,6 +225,9 @@ def _evaluate_item(task: tuple) -> tuple[list[dict], list[tuple[str, str]], int]
         except (SiceError, OSError, ValueError):
             frames = None
 
+    from ..imageops import luminance
+
+    base["exposure"] = exposure_of(item.level, float(luminance(original).mean()))
     # float64 once here, so that no metric converts (copies) them again per method.
     original64 = original.astype(np.float64)
     reference = None if reference is None else reference.astype(np.float64)
@@ -298,7 +303,8 @@ def evaluate(dataset: os.PathLike | str, methods: Sequence[str], *, protocol: st
     Parameters
     ----------
     dataset : path-like
-        A SICE-layout dataset (authors' release or ``sice build-dataset`` output).
+        A SICE-layout dataset (authors' release or ``sice build-dataset`` output), or for the
+        ``photos`` protocol a plain folder of photos.
     methods : sequence of str
         Baseline names (:data:`~sice.evaluation.baselines.BASELINES`), registered model names
         or checkpoint paths.
@@ -347,15 +353,30 @@ def evaluate(dataset: os.PathLike | str, methods: Sequence[str], *, protocol: st
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    scenes = read_sice_layout(dataset)
-    problems: list[tuple[str, str]] = list(scenes.problems)
-    if split is not None:
-        parts = split_scenes(scenes, seed=split_seed)
-        if split not in parts:
-            raise ValueError(f"split must be one of {', '.join(parts)}, got {split!r}")
-        scenes = parts[split]
-    scenes = list(scenes)[:limit] if limit else list(scenes)
-    items = items_for(protocol, scenes)
+    if PROTOCOLS[protocol].plain_folder:
+        # photos have no label and no stack: only the figures that compare with the input
+        metrics = [m for m in metrics if METRICS[m].needs == "input"]
+        if not metrics:
+            raise ValueError(f"protocol {protocol!r} has no references: choose metrics that need none "
+                             f"({', '.join(m for m in METRICS if METRICS[m].needs == 'input')})")
+        if split is not None:
+            raise ValueError(f"protocol {protocol!r} reads a plain folder of photos, which has no scene split")
+        if not Path(dataset).is_dir():
+            raise SiceError(f"{dataset}: no such folder")
+        items = photo_items(Path(dataset))[:limit] if limit else photo_items(Path(dataset))
+        if not items:
+            raise SiceError(f"{dataset}: no image files in this folder or below it")
+        problems: list[tuple[str, str]] = []
+    else:
+        scenes = read_sice_layout(dataset)
+        problems = list(scenes.problems)
+        if split is not None:
+            parts = split_scenes(scenes, seed=split_seed)
+            if split not in parts:
+                raise ValueError(f"split must be one of {', '.join(parts)}, got {split!r}")
+            scenes = parts[split]
+        scenes = list(scenes)[:limit] if limit else list(scenes)
+        items = items_for(protocol, scenes)
     for m in methods:
         for sub in ("native",) + tuple({_size_tag(i) for i in items} - {"native"}):
             (out_dir / "cache" / _slug(m) / sub).mkdir(parents=True, exist_ok=True)
