@@ -399,6 +399,42 @@ def read_rgb(path: os.PathLike | str, *, max_pixels: int | None = None) -> np.nd
     return to_float32(to_rgb(read_image(path, max_pixels=max_pixels).pixels))
 
 
+def read_radiance(path: os.PathLike | str, *, max_pixels: int | None = None) -> np.ndarray:
+    """Read an OpenEXR radiance map as (H, W, 3) float32 linear RGB (values unbounded, >= 0).
+
+    Raises
+    ------
+    ImageReadError
+        The file cannot be read, has no RGB channels, too many pixels, or non-finite values.
+    """
+    path = Path(path)
+    try:
+        import OpenEXR
+    except ImportError:  # pragma: no cover - a dependency; the message names the fix
+        raise ImageReadError(path, "reading OpenEXR needs the OpenEXR package: pip install OpenEXR") from None
+    limit = max_pixels or max_pixels_default()
+    try:
+        with OpenEXR.File(str(path)) as f:
+            channels = f.channels()
+            if "RGB" in channels:
+                rgb = np.asarray(channels["RGB"].pixels, np.float32)
+            elif all(c in channels for c in "RGB"):
+                rgb = np.stack([np.asarray(channels[c].pixels, np.float32) for c in "RGB"], axis=-1)
+            else:
+                raise ImageReadError(path, f"no RGB channels (has {', '.join(sorted(channels))})")
+    except ImageReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - OpenEXR raises plain RuntimeErrors
+        raise ImageReadError(path, f"cannot read as OpenEXR: {_one_line(exc)}") from None
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ImageReadError(path, f"unexpected pixel array of shape {rgb.shape}")
+    if rgb.shape[0] * rgb.shape[1] > limit:
+        raise ImageReadError(path, f"{rgb.shape[1]}x{rgb.shape[0]} exceeds the pixel limit of {limit}")
+    if not np.all(np.isfinite(rgb)):
+        raise ImageReadError(path, "radiance has NaN or infinite values")
+    return np.maximum(rgb, 0.0)
+
+
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "screen": ("sice.cli.screen", "command", "Serve the screening page where people choose references."),
     "train": ("sice.cli.train", "command", "Train a network on SICE-layout data."),
     "eval": ("sice.cli.eval", "command", "Evaluate methods with a documented protocol."),
+    "render": ("sice.cli.render", "command", "Render over- and under-exposed test photos from HDR panoramas."),
     "bench": ("sice.cli.bench", "command", "Benchmarks that print speed and memory figures."),
 }
 
