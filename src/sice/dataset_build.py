@@ -6,7 +6,8 @@ MEF-SSIM, choose the label, and write::
 
     DATASET/<scene>/<k>.<ext>              frames k = 1..n, dark to bright (source bytes copied
                                            when the format does not change)
-    DATASET/Label/<scene>.png              the chosen reference
+    DATASET/Label/<scene>.png              the chosen reference (photo-finished by default:
+                                           :mod:`sice.finishing`)
     DATASET/candidates/<scene>/<gen>.png   every generator's candidate
     DATASET/manifest.json                  per scene: frames, exposures, shifts, flags, each
                                            generator's MEF-SSIM, statistics and time, the label
@@ -87,6 +88,12 @@ class BuildOptions:
         :func:`sice.scoring.mef_ssim`.
     statistics : callable or None
         ``statistics(image) -> dict``; None means :func:`sice.scoring.image_statistics`.
+    finish : {"photo", "none"}
+        How the chosen candidate becomes the label: ``"photo"`` sets its black and white
+        points and whitens what even the darkest frame clipped (:func:`sice.finishing.photo_finish`);
+        ``"none"`` copies the candidate as it is (the behaviour before finishing existed).
+        Candidates are always stored unfinished, so a dataset can be re-finished without
+        fusing again.
     """
 
     generators: tuple
@@ -95,6 +102,7 @@ class BuildOptions:
     ext: str | None = None
     score: Callable | None = None
     statistics: Callable | None = None
+    finish: str = "photo"
 
 
 @dataclasses.dataclass
@@ -115,6 +123,8 @@ class BuildResult:
         ``(scene, generator, reason)`` for generators that failed inside otherwise built scenes.
     flagged : dict
         ``scene -> flags`` for finished scenes with ghosts or too much motion.
+    refinished : list of str
+        Finished scenes whose label was re-written with another finish (``BuildOptions.finish``).
     seconds : float
         Wall time of the run.
     """
@@ -125,6 +135,7 @@ class BuildResult:
     failed: list = dataclasses.field(default_factory=list)
     generator_failures: list = dataclasses.field(default_factory=list)
     flagged: dict = dataclasses.field(default_factory=dict)
+    refinished: list = dataclasses.field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -301,7 +312,7 @@ def build_scene(source: SceneSource, dataset: os.PathLike | str, options: BuildO
         "generators": generators,
     }
     entry["label"] = select_by_score(generators)
-    write_label(dataset, source.name, entry["label"]["generator"])
+    write_label(dataset, entry, options.finish)
     write_scene_entry(dataset, entry)
     return entry
 
@@ -343,9 +354,10 @@ def extend_scene(entry: dict, dataset: os.PathLike | str, options: BuildOptions)
                                                            score_fn, stats_fn)
     if entry["label"]["selected_by"] == "mef-ssim":
         label = select_by_score(entry["generators"])
-        if label["generator"] != entry["label"]["generator"]:
-            write_label(dataset, entry["scene"], label["generator"])
-        entry["label"] = label
+        changed = label["generator"] != entry["label"]["generator"]
+        entry["label"] = {**label, "finish": entry["label"].get("finish", "none")}
+        if changed:
+            write_label(dataset, entry, entry["label"]["finish"])
     write_scene_entry(dataset, entry)
     return entry
 
@@ -437,15 +449,48 @@ def select_by_score(generators: dict, among: Iterable[str] | None = None, *, sel
     return {"generator": best, "mef_ssim": pool[best]["mef_ssim"], "selected_by": selected_by, "reason": reason}
 
 
-def write_label(dataset: Path, scene: str, generator: str) -> Path:
-    """Copy ``candidates/<scene>/<generator>.png`` to ``Label/<scene>.png`` atomically."""
+def write_label(dataset: Path, entry: dict, finish: str = "photo") -> Path:
+    """Write ``Label/<scene>.png`` atomically from the candidate ``entry["label"]`` names.
+
+    ``finish="none"`` copies the candidate's bytes; ``"photo"`` writes
+    :func:`sice.finishing.photo_finish` of it, with the scene's darkest frame (the first one in
+    ``entry["frames"]``) deciding what stays white. ``entry["label"]["finish"]`` records which.
+    """
+    from .finishing import FINISHES
     from .io import atomic_write_bytes
 
-    label_dir = Path(dataset) / LABEL_DIR
+    if finish not in FINISHES:
+        raise ValueError(f"finish must be one of {FINISHES}, got {finish!r}")
+    dataset = Path(dataset)
+    scene = entry["scene"]
+    label_dir = dataset / LABEL_DIR
     label_dir.mkdir(parents=True, exist_ok=True)
     target = label_dir / f"{scene}.png"
-    atomic_write_bytes(target, (Path(dataset) / CANDIDATE_DIR / scene / f"{generator}.png").read_bytes())
+    candidate = dataset / CANDIDATE_DIR / scene / f"{entry['label']['generator']}.png"
+    if finish == "none":
+        atomic_write_bytes(target, candidate.read_bytes())
+    else:
+        from .finishing import photo_finish
+        from .io import read_rgb, write_image
+
+        darkest = read_rgb(dataset / entry["frames"][0]["file"]) if entry.get("frames") else None
+        fused = read_rgb(candidate)
+        write_image(target, photo_finish(fused, darkest if darkest is not None and
+                                         darkest.shape == fused.shape else None))
+    entry["label"]["finish"] = finish
     return target
+
+
+def refinish_labels(dataset: os.PathLike | str, entries: dict, finish: str) -> list[str]:
+    """Rewrite the labels of finished scenes whose recorded finish differs from ``finish``
+    (cheap: from the stored candidates, nothing is fused again). Returns the scenes changed."""
+    changed = []
+    for name, entry in entries.items():
+        if entry.get("label", {}).get("finish", "none") != finish:
+            write_label(Path(dataset), entry, finish)
+            write_scene_entry(Path(dataset), entry)
+            changed.append(name)
+    return changed
 
 
 def write_scene_entry(dataset: Path, entry: dict) -> Path:
@@ -548,8 +593,10 @@ def reselect_by_votes(dataset: os.PathLike | str, entries: dict, winners: dict) 
         else:
             tie = f" (tie of {', '.join(voted)} broken by MEF-SSIM)" if len(voted) > 1 else ""
             label = select_by_score(generators, among=voted, selected_by="votes", why=f"most votes{tie}")
+        label["finish"] = entry["label"].get("finish", "none")
         if label["generator"] != entry["label"]["generator"]:
-            write_label(dataset, name, label["generator"])
+            entry["label"] = label
+            write_label(dataset, entry, label["finish"])
             changed.append(name)
         if label != entry["label"]:
             entry["label"] = label
@@ -627,7 +674,7 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
     result.resumed = [s.name for s in sources if s.name in entries and s not in todo]
     finished_before = set(entries)
     opts_record = {"generators": [n for n, _ in options.generators], "align": options.align,
-                   "ecc": options.ecc, "ext": options.ext, "select": select}
+                   "ecc": options.ecc, "ext": options.ext, "select": select, "finish": options.finish}
     if on_start:
         on_start(len(todo))
 
@@ -647,9 +694,11 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
         scenes.close()  # on an interrupt: stops the workers now, not after their queued scenes
         # Workers may have finished scenes that were never reported here: the disk is the truth.
         entries.update(read_scene_entries(dataset))
+        done = result.resumed + result.extended + result.built
         if winners is not None:
-            done = result.resumed + result.extended + result.built
             reselect_by_votes(dataset, {n: entries[n] for n in done}, winners)
+        result.refinished = refinish_labels(dataset, {n: entries[n] for n in done if n in entries},
+                                            options.finish)
         saver.save()
 
     for name in result.resumed + result.extended + result.built:

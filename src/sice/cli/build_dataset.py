@@ -22,7 +22,7 @@ def _generator_names(value: str) -> list[str] | None:
     return names
 
 
-def _options(generators: str, align: bool, ecc: bool, ext: str | None):
+def _options(generators: str, align: bool, ecc: bool, ext: str | None, finish: str = "photo"):
     from ..dataset_build import BuildOptions, resolve_generators
 
     try:
@@ -33,7 +33,7 @@ def _options(generators: str, align: bool, ecc: bool, ext: str | None):
         click.echo(f"sice: warning: generator {name} skipped: {reason}", err=True)
     if not usable:
         raise click.UsageError("no usable generator (see the warnings above)")
-    return BuildOptions(generators=usable, align=align, ecc=ecc, ext=ext)
+    return BuildOptions(generators=usable, align=align, ecc=ecc, ext=ext, finish=finish)
 
 
 def _run(sequences, out, options, select, workers, limit, *, quiet=False):
@@ -73,10 +73,13 @@ _GENERATORS_HELP = "Comma-separated generator names, or 'all' (those whose tools
 @click.option("--ecc/--no-ecc", default=True, show_default=True, help="Sub-pixel ECC refinement of the alignment.")
 @click.option("--ext", type=click.Choice(["png", "jpg"]), default=None,
               help="Format of the copied frames [default: keep JPEG/PNG bytes, other formats become PNG].")
+@click.option("--finish", type=click.Choice(["photo", "none"]), default="photo", show_default=True,
+              help="photo: labels get a black and a white point (docs/dataset.md); none: the fused "
+                   "candidate as it is. Changing it on a built dataset rewrites only the labels.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Build only the first N scenes.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @report_errors
-def command(sequences, out, generators, select, workers, align, ecc, ext, limit, quiet):
+def command(sequences, out, generators, select, workers, align, ecc, ext, finish, limit, quiet):
     """Build a SICE-layout dataset from SEQUENCES (one folder of multi-exposure frames per scene).
 
     Writes OUTPUT/<scene>/<k>.<ext> (frames dark to bright), OUTPUT/Label/<scene>.png,
@@ -84,7 +87,7 @@ def command(sequences, out, generators, select, workers, align, ecc, ext, limit,
     finished scenes are skipped, or only given the candidates of generators they lack (a label
     chosen by MEF-SSIM is then chosen again). Failed scenes are listed at the end (exit status 1).
     """
-    options = _options(generators, align, ecc, ext)
+    options = _options(generators, align, ecc, ext, finish)
     result = _run(sequences, out, options, select, workers, limit, quiet=quiet)
     report = BatchReport()
     for _ in result.built + result.extended + result.resumed:
@@ -96,7 +99,7 @@ def command(sequences, out, generators, select, workers, align, ecc, ext, limit,
     for scene, flags in result.flagged.items():
         click.echo(f"sice: flagged: {scene}: {', '.join(flags)} (see manifest.json)", err=True)
     click.echo(f"{out}: {len(result.built)} scenes built, {len(result.extended)} given new candidates, "
-               f"{len(result.resumed)} already done, "
+               f"{len(result.resumed)} already done, {len(result.refinished)} labels re-finished ({finish}), "
                f"{len(result.flagged)} flagged, in {result.seconds:.1f} s", err=True)
     report.finish("scenes")
 
