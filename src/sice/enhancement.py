@@ -73,6 +73,8 @@ class Enhancer:
         rgb = np.clip(to_float32(rgb), 0.0, 1.0)
         if self._runner.kind == "gain":
             return self._gain_path(rgb)
+        if self._runner.kind == "tone":
+            return self._tone_path(rgb)
         out = self._runner.run(rgb, tile=self.tile, decomposition=self.decomposition)
         assert out.shape == rgb.shape, (out.shape, rgb.shape)
         return out
@@ -84,6 +86,13 @@ class Enhancer:
         thumb, work = gain_inputs(colour, self._runner.work_size)
         log_gain, offset = self._runner.gain_fields(thumb, work)
         return apply_log2_gain(colour, log_gain, offset=offset)
+
+    def _tone_path(self, colour: np.ndarray) -> np.ndarray:
+        """Tone models (``tonegrid``): a luma gain and a chroma gain from the working
+        resolution, applied strip by strip in the input's own dtype (:func:`apply_tone`)."""
+        thumb, work = gain_inputs(colour, self._runner.work_size)
+        luma_gain, chroma_gain = self._runner.tone_fields(thumb, work)
+        return apply_tone(colour, luma_gain, chroma_gain)
 
     def enhance_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Enhance pixels of any layout sice reads; returns the same shape and dtype.
@@ -101,8 +110,9 @@ class Enhancer:
         grey = colour.shape[2] == 1
         rgb = np.repeat(colour, 3, axis=2) if grey else colour
         dtype = arr.dtype if arr.dtype.kind != "f" else np.float32
-        if self._runner.kind == "gain" and arr.dtype in (np.uint8, np.uint16):
-            out = self._gain_path(np.ascontiguousarray(rgb))
+        if self._runner.kind in ("gain", "tone") and arr.dtype in (np.uint8, np.uint16):
+            path = self._gain_path if self._runner.kind == "gain" else self._tone_path
+            out = path(np.ascontiguousarray(rgb))
             if grey:
                 out = from_float32(luminance(to_float32(out))[..., None], dtype)
         else:
@@ -181,7 +191,8 @@ def _same_file(a: Path, b: Path) -> bool:
 # --------------------------------------------------------------------------------------------
 class _Runner:
     """Feeds one model. ``kind`` is "gain" (provides ``gain_fields(thumb, work)`` -> (log2
-    gains, offsets or None) and ``work_size``) or "image" (provides ``run(rgb, ...)``)."""
+    gains, offsets or None) and ``work_size``), "tone" (provides ``tone_fields(thumb, work)`` ->
+    (luma gain, chroma gain) and ``work_size``) or "image" (provides ``run(rgb, ...)``)."""
 
     name: str
     backend: str
@@ -233,8 +244,9 @@ class TorchRunner(_Runner):
         self.device = device
         if device == "cpu":
             self.module = self.module.to(memory_format=torch.channels_last)
-        if hasattr(module, "log_gain"):
-            self.kind = "gain"
+        path = self.config.photo_path
+        if path in ("gain", "tone"):
+            self.kind = path
             self.work_size = int(getattr(module, "work_size", 1024))
 
     def gain_fields(self, thumb: np.ndarray, work: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -247,6 +259,14 @@ class TorchRunner(_Runner):
                 log_gain, offset = self.module.gain_offset(as_t(thumb), as_t(work))
                 return as_np(log_gain), as_np(offset)
             return as_np(self.module.log_gain(as_t(thumb), as_t(work))), None
+
+    def tone_fields(self, thumb: np.ndarray, work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(h, w) luma gain and (h, w) chroma gain at ``work`` (:meth:`ToneGrid.tone_fields`)."""
+        torch = self.torch
+        as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None].to(self.device)
+        with torch.inference_mode():
+            g, s = self.module.tone_fields(as_t(thumb), as_t(work))
+        return g[0, 0].float().cpu().numpy(), s[0, 0].float().cpu().numpy()
 
     def run(self, rgb: np.ndarray, *, tile: int, decomposition: str) -> np.ndarray:
         with self.torch.inference_mode():
@@ -383,7 +403,6 @@ def apply_log2_gain(image: np.ndarray, log_gain: np.ndarray, *, offset: np.ndarr
     import cv2
 
     h, w = image.shape[:2]
-    gh, gw = log_gain.shape[:2]
     gain = np.exp2(log_gain.astype(np.float32))
     is_float = image.dtype.kind == "f"
     if offset is not None:
@@ -396,26 +415,78 @@ def apply_log2_gain(image: np.ndarray, log_gain: np.ndarray, *, offset: np.ndarr
     depth = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U,
              np.dtype(np.float32): cv2.CV_32F}[image.dtype]
     out = np.empty_like(image)
-    sx, sy = gw / w, gh / h
-
-    def upsampled(field: np.ndarray, y0: int, y1: int) -> np.ndarray:
-        if (gh, gw) == (h, w):
-            return field[y0:y1]
-        # dst (x, y) -> src ((x + .5) sx - .5, (y + y0 + .5) sy - .5): pixel-centre aligned
-        M = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, (y0 + 0.5) * sy - 0.5]], dtype=np.float64)
-        return cv2.warpAffine(field, M, (w, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
-
     for y0 in range(0, h, strip):
         y1 = min(h, y0 + strip)
         src = np.ascontiguousarray(image[y0:y1])
         if offset is None:
             # cv2.multiply with a dtype saturates and rounds integer results in one SIMD pass
-            out[y0:y1] = cv2.multiply(src, upsampled(gain, y0, y1), dtype=depth)
+            out[y0:y1] = cv2.multiply(src, upsample_rows(gain, h, w, y0, y1), dtype=depth)
         else:
             # float product, then cv2.add saturates and rounds once into the image's dtype
-            scaled = cv2.multiply(src, upsampled(gain, y0, y1), dtype=cv2.CV_32F)
-            out[y0:y1] = cv2.add(scaled, upsampled(offset, y0, y1), dtype=depth)
+            scaled = cv2.multiply(src, upsample_rows(gain, h, w, y0, y1), dtype=cv2.CV_32F)
+            out[y0:y1] = cv2.add(scaled, upsample_rows(offset, h, w, y0, y1), dtype=depth)
+    if is_float:
+        np.clip(out, 0, 1, out=out)
+    return out
+
+
+def upsample_rows(field: np.ndarray, height: int, width: int, y0: int, y1: int) -> np.ndarray:
+    """Rows ``y0:y1`` of ``field`` (h, w[, c]) bilinearly upsampled to (height, width),
+    pixel-centre aligned (what ``cv2.resize(INTER_LINEAR)`` would give, one strip at a time)."""
+    import cv2
+
+    gh, gw = field.shape[:2]
+    if (gh, gw) == (height, width):
+        return field[y0:y1]
+    sx, sy = gw / width, gh / height
+    # dst (x, y) -> src ((x + .5) sx - .5, (y + y0 + .5) sy - .5)
+    m = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, (y0 + 0.5) * sy - 0.5]], dtype=np.float64)
+    return cv2.warpAffine(field, m, (width, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+#: Rec. 601 luma weights as an OpenCV transform matrix (one row: R, G, B).
+_LUMA_ROW = np.array([[0.299, 0.587, 0.114]], dtype=np.float32)
+
+
+def apply_tone(image: np.ndarray, luma_gain: np.ndarray, chroma_gain: np.ndarray, *,
+               strip: int = 256) -> np.ndarray:
+    """``s x + (g - s) Y(x)``: luma gain ``g`` and chroma gain ``s`` applied to ``image``.
+
+    The luma ``Y`` of each output pixel is ``g Y`` and its chroma ``x - Y`` is ``s (x - Y)``
+    (:class:`sice.models.tonegrid.ToneGrid`). Both fields are bilinearly upsampled to the
+    image's size, strip by strip, in the image's own dtype (uint8/uint16 saturate and round,
+    float is clipped to [0, 1]): a 24 MP photo is never held as a full-size float copy.
+
+    Parameters
+    ----------
+    image : (H, W, 3) uint8, uint16 or float
+    luma_gain, chroma_gain : (h, w) float32
+        At a lower (or equal) resolution, pixel-centre aligned with ``image``.
+    """
+    import cv2
+
+    if luma_gain.shape != chroma_gain.shape or luma_gain.ndim != 2:
+        raise ValueError(f"luma_gain and chroma_gain must be equal (h, w) fields, got "
+                         f"{luma_gain.shape} and {chroma_gain.shape}")
+    h, w = image.shape[:2]
+    is_float = image.dtype.kind == "f"
+    if is_float:
+        image = image.astype(np.float32, copy=False)
+    depth = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U,
+             np.dtype(np.float32): cv2.CV_32F}[image.dtype]
+    s_field = chroma_gain.astype(np.float32)
+    t_field = (luma_gain - chroma_gain).astype(np.float32)
+    out = np.empty_like(image)
+    for y0 in range(0, h, strip):
+        y1 = min(h, y0 + strip)
+        src = np.ascontiguousarray(image[y0:y1])
+        srcf = src if is_float else src.astype(np.float32)
+        s = upsample_rows(s_field, h, w, y0, y1)
+        ty = cv2.multiply(cv2.transform(srcf, _LUMA_ROW), upsample_rows(t_field, h, w, y0, y1))
+        # float products, then one saturating, rounding add into the image's dtype
+        scaled = cv2.multiply(srcf, cv2.merge([s, s, s]))
+        out[y0:y1] = cv2.add(scaled, cv2.merge([ty, ty, ty]), dtype=depth)
     if is_float:
         np.clip(out, 0, 1, out=out)
     return out

@@ -2,10 +2,12 @@
 
 Two kinds of graphs are exported, chosen by the model's config:
 
-* gain-grid models (``fully_convolutional=False`` with ``log_gain``): inputs ``thumb``
-  (1, 3, 256, 256) and ``work`` (1, 3, H, W), output ``log_gain`` (1, 3, H, W) (and ``offset``
-  (1, 3, H, W) for models with offsets); the NumPy side
-  makes the thumbnail and applies the gains at full resolution (:mod:`sice.enhancement`);
+* gain-grid models (``photo_path="gain"``): inputs ``thumb`` (1, 3, 256, 256) and ``work``
+  (1, 3, H, W), output ``log_gain`` (1, 3, H, W) (and ``offset`` (1, 3, H, W) for models with
+  offsets); the NumPy side makes the thumbnail and applies the gains at full resolution
+  (:mod:`sice.enhancement`);
+* tone-grid models (``photo_path="tone"``): the same inputs, outputs ``luma_gain`` and
+  ``chroma_gain`` (1, 1, H, W), applied by :func:`sice.enhancement.apply_tone`;
 * fully convolutional networks: input ``rgb`` (1, 3, H, W) (plus ``aux`` (1, 2, H, W) for models
   fed the luminance/detail split), output ``rgb`` (1, 3, H, W); run tiled like the torch path.
 
@@ -38,15 +40,18 @@ def export_onnx(model, path: os.PathLike | str, *, check: bool = True) -> Path:
     path = Path(path)
     cfg = model.sice_config
     model = model.eval().float()
-    if hasattr(model, "log_gain"):
-        from .models.gaingrid import GainGridOnnx
+    if cfg.photo_path in ("gain", "tone"):
+        from .models.gaingrid import PhotoFieldsOnnx
 
-        wrapper = GainGridOnnx(model).eval()
+        wrapper = PhotoFieldsOnnx(model).eval()
         args = (torch.rand(1, 3, 256, 256), torch.rand(1, 3, 96, 128))
         names_in = ["thumb", "work"]
-        names_out = ["log_gain", "offset"] if getattr(model, "offset", False) else ["log_gain"]
+        if cfg.photo_path == "tone":
+            names_out = ["luma_gain", "chroma_gain"]
+        else:
+            names_out = ["log_gain", "offset"] if getattr(model, "offset", False) else ["log_gain"]
         dynamic = {n: {2: "height", 3: "width"} for n in ["work"] + names_out}
-        kind = "gain"
+        kind = cfg.photo_path
     else:
         wrapper = model
         m = max(1, cfg.size_multiple)
@@ -105,6 +110,11 @@ class OnnxRunner:
         feed = {"thumb": _nchw(thumb), "work": _nchw(work)}
         outs = [o[0].transpose(1, 2, 0) for o in self.session.run(None, feed)]
         return outs[0], (outs[1] if len(outs) > 1 else None)
+
+    def tone_fields(self, thumb: np.ndarray, work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(h, w) luma gain and (h, w) chroma gain of a tone model at ``work``."""
+        luma_gain, chroma_gain = self.session.run(None, {"thumb": _nchw(thumb), "work": _nchw(work)})
+        return luma_gain[0, 0], chroma_gain[0, 0]
 
     @classmethod
     def from_file(cls, path: os.PathLike | str, name: str | None = None) -> "OnnxRunner":

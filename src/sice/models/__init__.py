@@ -14,7 +14,7 @@ from ._registry import (
 from .checkpoint import load_checkpoint, load_model, save_checkpoint
 
 # Importing the architecture modules registers their models.
-from . import can, gaingrid, hdrnet, sice2018  # noqa: F401,E402
+from . import can, gaingrid, hdrnet, sice2018, tonegrid  # noqa: F401,E402
 
 __all__ = [
     "ModelConfig",

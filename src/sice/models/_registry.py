@@ -36,6 +36,11 @@ class ModelConfig:
     size_multiple : int
         Height and width the network needs to be divisible by; the enhancer pads (reflect) and
         crops back, so outputs always have the input's size.
+    photo_path : {"tiles", "gain", "tone"}
+        How a whole photo is enhanced (:mod:`sice.enhancement`): ``"tiles"``: ``forward`` on
+        overlapping tiles (fully convolutional models); ``"gain"``: ``gain_offset(thumb, work)``
+        gives log2 gains and offsets at a working resolution, applied at full resolution;
+        ``"tone"``: ``tone_fields(thumb, work)`` gives a luma gain and a chroma gain, likewise.
     paper : str
         Citation of the architecture.
     """
@@ -46,6 +51,7 @@ class ModelConfig:
     fully_convolutional: bool = True
     receptive_radius: int = 0
     size_multiple: int = 1
+    photo_path: str = "tiles"
     paper: str = ""
 
 

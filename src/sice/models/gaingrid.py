@@ -223,18 +223,23 @@ def _exp2(t: torch.Tensor) -> torch.Tensor:
     return torch.exp(t * math.log(2.0))  # aten::exp2 has no ONNX export
 
 
-class GainGridOnnx(nn.Module):
-    """Export wrapper: (thumbnail 1x3x256x256, working image 1x3xHxW) -> log2 gains 1x3xHxW,
-    and offsets 1x3xHxW for models with ``offset``."""
+class PhotoFieldsOnnx(nn.Module):
+    """Export wrapper of the grid models: (thumbnail 1x3x256x256, working image 1x3xHxW) -> the
+    fields photos get: ``tone_fields`` of tone models (luma gain, chroma gain: 1x1xHxW each),
+    ``gain_offset`` of gain models with offsets (1x3xHxW each), else ``log_gain`` (1x3xHxW)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        if model.sice_config.photo_path == "tone":
+            self.fields = model.tone_fields
+        elif getattr(model, "offset", False):
+            self.fields = model.gain_offset
+        else:
+            self.fields = model.log_gain
 
     def forward(self, thumb: torch.Tensor, work: torch.Tensor):
-        if getattr(self.model, "offset", False):
-            return self.model.gain_offset(thumb, work)
-        return self.model.log_gain(thumb, work)
+        return self.fields(thumb, work)
 
 
 @register_model(ModelConfig(
@@ -242,6 +247,7 @@ class GainGridOnnx(nn.Module):
     description="sice's default: bilateral grid of per-channel gains from a 256-px thumbnail, "
                 "applied at full resolution (under- and over-exposure, any size, fast on CPU)",
     fully_convolutional=False,
+    photo_path="gain",
     paper="this package; after HDRNet (Gharbi et al. 2017) and SICE Model 3 (Cai et al. 2018)",
 ))
 def gaingrid(**kwargs) -> GainGrid:
@@ -312,6 +318,7 @@ class GainGridEnsemble(nn.Module):
     description="the mean of several gaingrids (the shipped default: gain-only + grey-offset), "
                 "applied to the photo as one gain and offset",
     fully_convolutional=False,
+    photo_path="gain",
     paper="this package",
 ))
 def gaingrid_ensemble(**kwargs) -> GainGridEnsemble:

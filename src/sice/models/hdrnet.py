@@ -213,6 +213,7 @@ class HDRNet(nn.Module):
     description="HDRNet (Gharbi et al. 2017): bilateral grid of 3x4 affine colour transforms from a "
                 "256-px copy, learned guide, sliced at full resolution",
     fully_convolutional=False,
+    photo_path="gain",
     paper="M. Gharbi, J. Chen, J. T. Barron, S. W. Hasinoff, F. Durand, Deep Bilateral Learning for "
           "Real-Time Image Enhancement, ACM TOG 36(4), 2017",
 ))

@@ -74,6 +74,12 @@ class DataSection:
     val_frames_per_scene: int = 1
     #: Validation images are resized so their long side is at most this (0: training scale).
     val_size: int = 0
+    #: Loss weight of pixels whose input lost its detail: clipped (every channel >= 250/255) or
+    #: black (every channel <= 2/255). The label's detail there came from other frames of the
+    #: sequence and cannot come from this input; at weight 1 the loss pulls clipped skies
+    #: towards the label's grey instead of leaving them white. Scales pred and label alike
+    #: (exact for l1, squared for l2; not used by the other terms).
+    lost_weight: float = 1.0
 
 
 @dataclasses.dataclass
@@ -198,6 +204,7 @@ class TrainConfig:
             (d.train_frames_per_scene >= 0 and d.val_frames_per_scene >= 0,
              "data.train_frames_per_scene and data.val_frames_per_scene must be >= 0"),
             (d.patches_per_image >= 1, f"data.patches_per_image must be >= 1, got {d.patches_per_image}"),
+            (0 <= d.lost_weight <= 1, f"data.lost_weight must be in [0, 1], got {d.lost_weight}"),
             (len(d.ratios) == 3 and min(d.ratios) >= 0 and sum(d.ratios) > 0, f"data.ratios must be 3 non-negative numbers, got {d.ratios}"),
             (o.name in ("sgd", "adam", "adamw"), f"optim.name must be sgd/adam/adamw, got {o.name!r}"),
             (o.lr > 0 and math.isfinite(o.lr), f"optim.lr must be > 0, got {o.lr}"),

@@ -68,6 +68,14 @@ def forward(model: torch.nn.Module, rgb: torch.Tensor, aux: torch.Tensor | None,
     return model(rgb)
 
 
+def lost_detail_weight(rgb: torch.Tensor, weight: float) -> torch.Tensor:
+    """(B, 1, H, W) loss weights: ``weight`` where the input is clipped (every channel >= 250/255)
+    or black (every channel <= 2/255), 1 elsewhere (see ``DataSection.lost_weight``)."""
+    lo, hi = rgb.amin(dim=1, keepdim=True), rgb.amax(dim=1, keepdim=True)
+    lost = (lo >= 249.5 / 255) | (hi <= 2.5 / 255)
+    return torch.where(lost, torch.full_like(lo, weight), torch.ones_like(lo))
+
+
 def lr_factor(step: int, *, total: int, name: str, warmup_steps: int, min_lr_ratio: float,
               step_every: int, gamma: float) -> float:
     """Multiplier of the base LR after ``step`` optimiser steps (linear warm-up, then the schedule)."""
@@ -414,7 +422,11 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                 aux = None if batch["aux"] is None else \
                     torch.from_numpy(batch["aux"]).to(info.device).contiguous(memory_format=fmt)
                 pred = forward(ddp_model, rgb, aux, mconf)
-                loss = loss_fn(pred, label)
+                if d.lost_weight != 1.0:
+                    w = lost_detail_weight(rgb, d.lost_weight)
+                    loss = loss_fn(pred * w, label * w)
+                else:
+                    loss = loss_fn(pred, label)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.optim.grad_clip > 0:

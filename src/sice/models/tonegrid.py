@@ -1,0 +1,193 @@
+"""``tonegrid``: a bilateral grid of monotone tone curves pinned at black and white.
+
+The gain grid before it (:mod:`sice.models.gaingrid`) learned whatever its fused labels showed,
+and they showed clipped skies as light grey and blacks as charcoal: a free gain per intensity
+level happily darkens a blown-out sky to 200 and a grey offset lifts a black floor to 30. A
+photographer's tools cannot do that by accident: "curves" are monotone and keep 0 at 0 and 255 at
+255 unless told otherwise. ``tonegrid`` builds that into the model (docs/default-model.md):
+
+* **Luma curves pinned at both ends.** Each of the 16x16 cells of the grid holds one monotone,
+  piecewise-linear curve of the luma through ``knots`` points: ``knots - 1`` positive increments
+  (a softmax) that sum to one, so black stays black and white stays white, whatever the network
+  says. The knots are dense at both ends (:func:`knot_positions`): the shadows of an
+  under-exposed photo and the highlights of an over-exposed one, where all their pixels are,
+  get the same resolution. Between cells the curves are blended bilinearly, which keeps both
+  properties. The curve starts as the identity.
+* **A black toe.** Within ``TOE`` (about 8/255) of black a lifting gain fades to 1 (in the log
+  domain, ``g ** smoothstep(Y / TOE)``): a lifted shadow keeps its black level instead of
+  turning JPEG noise and blocks into charcoal.
+* **Colour follows the luma, with a bounded chroma gain.** ``out = Y' + s (x - Y)``: the luma
+  ``Y`` goes to ``Y' = g Y``, and the chroma ``x - Y`` is scaled by ``s = min(g 2**c, MAX_CHROMA)``,
+  ``c`` a learned per-cell saturation correction within +-``MAX_SATURATION`` stops. No per-channel
+  gain means no tint can appear in a black or a white; ``MAX_CHROMA`` bounds how much a shadow
+  lift amplifies chroma noise; the learned ``c`` lets darkened highlights get their colour back
+  (a darkening gain alone would fade it) without neon.
+
+For photos, :meth:`ToneGrid.tone_fields` evaluates the luma gain ``g`` and the chroma gain ``s`` at
+a working resolution; they are smooth, so they are upsampled and applied at full resolution as
+``out = s x + (g - s) Y`` (:func:`sice.enhancement.apply_tone`), never holding a full-size float
+copy of the photo.
+
+References
+----------
+.. [1] M. Gharbi, J. Chen, J. T. Barron, S. W. Hasinoff, F. Durand, "Deep Bilateral Learning for
+   Real-Time Image Enhancement", ACM TOG 36(4), 2017 (grid and slicing).
+.. [2] C. Guo, C. Li, J. Guo, C. C. Loy, J. Hou, S. Kwong, R. Cong, "Zero-Reference Deep Curve
+   Estimation for Low-Light Image Enhancement", CVPR 2020 (pixel-wise curves pinned at 0 and 1).
+.. [3] J. Cai, S. Gu, L. Zhang, "Learning a Deep Single Image Contrast Enhancer from
+   Multi-Exposure Images", IEEE TIP 27(4), 2018.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._bilateral import bilateral_slice
+from ._registry import ModelConfig, register_model
+from .gaingrid import GainGrid
+
+#: Rec. 601 luma weights (the whole package's luma: :func:`sice.imageops.luminance`).
+REC601 = (0.299, 0.587, 0.114)
+#: Luma below which the gain fades to 1 (smoothstep): about 8/255, the black level of a JPEG.
+TOE = 0.03
+#: Bound of the learned saturation correction, in stops of chroma gain relative to luma gain.
+MAX_SATURATION = 1.0
+#: Largest chroma gain: a shadow lifted by more than 2 stops gets its colour lifted by 2 stops
+#: only, so its chroma noise (and JPEG chroma blocks) are not multiplied by the full lift.
+MAX_CHROMA = 4.0
+
+
+def knot_positions(knots: int) -> torch.Tensor:
+    """Luma of each knot: evenly spaced on the axis ``a(Y) = (sqrt(Y) + 1 - sqrt(1 - Y)) / 2``,
+    which behaves like a square root at both ends (16 knots: 0, 0.017, 0.061, ..., 0.982, 1).
+
+    The inverse of ``a`` has no closed form: bisection, in float64, once per model.
+    """
+    target = torch.linspace(0, 1, knots, dtype=torch.float64)
+    lo, hi = torch.zeros_like(target), torch.ones_like(target)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        below = (mid.sqrt() + 1 - (1 - mid).sqrt()) / 2 < target
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    y = (lo + hi) / 2
+    y[0], y[-1] = 0.0, 1.0
+    return y.float()
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 1, H, W) Rec. 601 luma."""
+    r, g, b = REC601
+    return r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
+
+
+def toe(y: torch.Tensor) -> torch.Tensor:
+    """Smoothstep from 0 at black to 1 at luma :data:`TOE`: the share of the luma gain applied."""
+    t = (y / TOE).clamp(0, 1)
+    return t * t * (3 - 2 * t)
+
+
+class ToneGrid(GainGrid):
+    """Bilateral grid of pinned monotone luma curves + a bounded chroma gain (module notes).
+
+    Parameters
+    ----------
+    grid_size, width, work_size
+        As :class:`~sice.models.gaingrid.GainGrid` (the same thumbnail network).
+    knots : int
+        Points of each cell's curve, ends included (``knots - 1`` segments), at
+        :func:`knot_positions`.
+
+    Notes
+    -----
+    ``forward(x)`` maps (B, 3, H, W) RGB in [0, 1] to the enhanced image at any size (training);
+    :meth:`tone_fields` gives the two gain fields that photos get (inference, ONNX).
+    """
+
+    def __init__(self, grid_size: int = 16, knots: int = 16, width: int = 64, work_size: int = 1024):
+        if knots < 3:
+            raise ValueError(f"knots must be >= 3, got {knots}")
+        super().__init__(grid_size=grid_size, bins=knots, width=width, work_size=work_size)
+        self.knots = knots
+        y = knot_positions(knots)
+        # derived from ``knots``: not saved in checkpoints
+        self.register_buffer("knot_luma", y, persistent=False)
+        self.first_knot = float(y[1])
+        # the increments of the identity curve: the network's zero output starts there
+        self.register_buffer("identity_logits", torch.log(y[1:] - y[:-1]), persistent=False)
+        # knots - 1 curve increments, then knots saturation corrections (one per luma level)
+        self.to_grid = nn.Conv2d(width, 2 * knots - 1, 1)
+        nn.init.zeros_(self.to_grid.weight)  # identity curve, no saturation change
+        nn.init.zeros_(self.to_grid.bias)
+        del self.guide_weight, self.guide_bias  # the guide is the luma itself: fixed, not learned
+
+    def grid(self, thumb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, 256, 256) thumbnail -> ``(curves, saturation)``, each (B, 1, knots, G, G):
+        the curves' values at the knots (0 first, 1 last, increasing) and the saturation
+        correction in stops (within +-:data:`MAX_SATURATION`)."""
+        f = self.splat(thumb)
+        glob = self.global_fc(self.global_conv(f))
+        z = self.to_grid(F.relu(self.local(f) + glob[:, :, None, None]))
+        k = self.knots
+        steps = torch.softmax(z[:, :k - 1] + self.identity_logits.view(1, -1, 1, 1), dim=1)
+        ends = torch.zeros_like(steps[:, :1])
+        # cumulative sums of positive steps: increasing; the last knot is exactly 1, not a
+        # float sum that might land at 0.9999999
+        curve = torch.cat([ends, torch.cumsum(steps[:, :-1], dim=1), ends + 1], dim=1)
+        saturation = MAX_SATURATION * torch.tanh(z[:, k - 1:] / MAX_SATURATION)
+        return curve[:, None], saturation[:, None]
+
+    def knot_coordinate(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) luma -> the slicing coordinate in [0, 1]: knot ``k`` at ``k / (knots -
+        1)``, linear in the luma between knots (so slicing is piecewise-linear in the luma)."""
+        lo = self.knot_luma[:-1].view(1, -1, 1, 1)
+        width = (self.knot_luma[1:] - self.knot_luma[:-1]).view(1, -1, 1, 1)
+        return ((y - lo) / width).clamp(0, 1).sum(1, keepdim=True) / (self.knots - 1)
+
+    def tone_fields(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(luma gain g, chroma gain s)``, each (B, 1, h, w) at ``work``'s pixels.
+
+        The output is ``s * work + (g - s) * luma(work)``: see the module notes.
+        """
+        curve, saturation = self.grid(thumb)
+        y = luma(work.clamp(0, 1))
+        # Below the first knot the curve is a straight line through 0, so its ratio to the
+        # input is that of the first knot: evaluate at max(y, first knot), never divide by ~0.
+        y_safe = y.clamp_min(self.first_knot)
+        ratio = bilateral_slice(curve, self.knot_coordinate(y_safe)) / y_safe
+        # The toe blends a lift towards 1 in the log domain, g ** toe: even the largest lift the
+        # curve allows (60x, a first segment that reaches the top) leaves 2/255 below 4/255.
+        # Only lifts: a darkening curve is left alone (g ** toe with g < 1 could bend the curve
+        # backwards); either way the result stays monotone and continuous at g = 1.
+        log_g = torch.log(ratio.clamp_min(1e-6))
+        g = torch.exp(log_g.clamp_max(0) + F.relu(log_g) * toe(y))
+        c = bilateral_slice(saturation, self.knot_coordinate(y))
+        s = torch.minimum(g * torch.exp(c * math.log(2.0)), torch.full_like(g, MAX_CHROMA))
+        return g, s
+
+    def log_gain(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError("tonegrid hands photos tone fields (tone_fields), not a gain")
+
+    def gain_offset(self, thumb: torch.Tensor, work: torch.Tensor):  # pragma: no cover
+        raise NotImplementedError("tonegrid hands photos tone fields (tone_fields), not a gain")
+
+    def _enhance(self, thumb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        g, s = self.tone_fields(thumb, x)
+        return (s * x + (g - s) * luma(x)).clamp(0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._enhance(self.thumbnail(x), x)
+
+
+@register_model(ModelConfig(
+    name="tonegrid",
+    description="bilateral grid of monotone luma curves pinned at black and white, bounded chroma "
+                "gain; from a 256-px thumbnail, applied at full resolution",
+    fully_convolutional=False,
+    photo_path="tone",
+    paper="this package; after HDRNet (Gharbi et al. 2017) and Zero-DCE's pinned curves (Guo et al. 2020)",
+))
+def tonegrid(**kwargs) -> ToneGrid:
+    return ToneGrid(**kwargs)

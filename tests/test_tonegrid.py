@@ -1,0 +1,149 @@
+"""tonegrid: pinned monotone luma curves, the black toe, the bounded chroma gain, and how its
+two gain fields reach a photo (torch, ONNX, uint8/uint16/float)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sice.enhancement import Enhancer, apply_tone, gain_inputs
+from sice.models import create_model
+from sice.models.tonegrid import MAX_CHROMA, TOE, knot_positions, luma, toe
+
+
+def _random_model(seed: int = 0, scale: float = 1.0):
+    """A tonegrid whose last layer is random: curves far from the identity."""
+    torch.manual_seed(seed)
+    model = create_model("tonegrid").eval()
+    with torch.no_grad():
+        model.to_grid.weight.normal_(0, scale)
+        model.to_grid.bias.normal_(0, scale)
+    return model
+
+
+def test_knots_are_dense_at_both_ends_and_symmetric():
+    y = knot_positions(16).double()
+    assert float(y[0]) == 0.0 and float(y[-1]) == 1.0
+    assert torch.allclose(y + y.flip(0), torch.ones_like(y), atol=1e-6)  # a(1 - Y) = 1 - a(Y)
+    # on the axis a(Y) = (sqrt(Y) + 1 - sqrt(1 - Y)) / 2 they are evenly spaced
+    a = (y.sqrt() + 1 - (1 - y).sqrt()) / 2
+    assert torch.allclose(a, torch.linspace(0, 1, 16, dtype=torch.float64), atol=1e-6)
+    steps = y[1:] - y[:-1]
+    assert float(steps[0]) < float(steps[7]) / 5  # 4/255 at black, 24/255 in the middle
+
+
+def test_a_fresh_model_is_the_identity():
+    x = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        y = create_model("tonegrid")(x)
+    assert torch.allclose(y, x, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_black_stays_black_and_white_stays_white_whatever_the_weights(seed):
+    model = _random_model(seed, scale=2.0)
+    x = torch.rand(1, 3, 64, 64) * 0.8 + 0.1
+    x[..., :16, :] = 1.0  # a blown-out sky
+    x[..., -16:, :] = 0.0  # a black floor
+    with torch.no_grad():
+        y = model(x)
+    assert float(y[..., :16, :].min()) == pytest.approx(1.0, abs=1e-5)
+    assert float(y[..., -16:, :].max()) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_output_luma_is_monotone_in_input_luma_at_every_pixel(seed):
+    # One fixed thumbnail (so one fixed grid of curves), uniform grey images of increasing
+    # level: at every pixel the output luma may not go down while the input goes up (positive
+    # curve increments; the toe keeps it so near black).
+    model = _random_model(seed, scale=1.5)
+    thumb = torch.rand(1, 3, 256, 256)
+    levels = torch.linspace(0, 1, 129)
+    with torch.no_grad():
+        outs = torch.stack([luma(model._enhance(thumb, torch.full((1, 3, 24, 24), float(v))))[0, 0]
+                            for v in levels])
+    assert torch.all(outs[1:] - outs[:-1] >= -1e-5)
+
+
+def test_the_toe_keeps_near_black_pixels_near_black_under_a_strong_lift():
+    model = create_model("tonegrid").eval()
+    with torch.no_grad():
+        model.to_grid.bias[0] = 6.0  # the first curve segment takes almost all: a huge lift
+    # by hand: the logits are the bias plus log(knot spacing) (identity curve at zero), so the
+    # first increment is e^6 d0 / (e^6 d0 + 1 - d0), d0 the first knot's luma; below that knot
+    # the curve is a line through 0: its gain is that increment / d0
+    d0 = float(knot_positions(16)[1])
+    lift = np.exp(6.0) / (np.exp(6.0) * d0 + 1 - d0)  # 52
+    x = torch.full((1, 3, 32, 32), 2 / 255)
+    with torch.no_grad():
+        y = model(x)
+    # 2/255 gets the lift to the power toe(2/255) = smoothstep((2/255) / TOE)
+    t = (2 / 255 / TOE) ** 2 * (3 - 2 * 2 / 255 / TOE)
+    assert float(toe(torch.tensor(2 / 255))) == pytest.approx(t, rel=1e-5)
+    assert float(y.max()) * 255 == pytest.approx(2 * lift ** t, rel=1e-3)
+    assert float(y.max()) * 255 < 4  # instead of 104 without the toe
+
+
+def test_chroma_gain_is_bounded_by_max_chroma():
+    model = _random_model(1, scale=3.0)
+    with torch.no_grad():
+        model.to_grid.bias[0] = 6.0  # strong lift: the luma gain far above MAX_CHROMA
+    x = torch.rand(1, 3, 48, 48) * 0.1 + 0.05
+    with torch.no_grad():
+        g, s = model.tone_fields(model.thumbnail(x), x)
+    assert float(g.max()) > MAX_CHROMA
+    assert float(s.max()) <= MAX_CHROMA + 1e-5
+
+
+def test_apply_tone_is_the_models_output_at_the_working_resolution():
+    model = _random_model(2, scale=0.7)
+    rng = np.random.default_rng(0)
+    x = (rng.random((120, 90, 3)) ** 2).astype(np.float32)
+    thumb, work = gain_inputs(x, 1024)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
+    with torch.no_grad():
+        expected = model._enhance(t(thumb), t(x))[0].numpy().transpose(1, 2, 0)
+        g, s = (f[0, 0].numpy() for f in model.tone_fields(t(thumb), t(work)))
+    assert np.abs(apply_tone(x, g, s) - expected).max() < 1e-5
+    # the same in uint8 and uint16: rounding only
+    for dtype, scale in ((np.uint8, 255), (np.uint16, 65535)):
+        xi = np.round(x * scale).astype(dtype)
+        xq = xi.astype(np.float32) / scale
+        with torch.no_grad():
+            ref = model._enhance(t(thumb), t(xq))[0].numpy().transpose(1, 2, 0)
+            g, s = (f[0, 0].numpy() for f in model.tone_fields(t(thumb), t(xq)))
+        out = apply_tone(xi, g, s)
+        assert out.dtype == dtype
+        assert np.abs(out.astype(np.float64) / scale - ref).max() <= 0.5 / scale + 2e-5
+
+
+def test_apply_tone_upsamples_smooth_fields_like_opencv_resize():
+    import cv2
+
+    rng = np.random.default_rng(3)
+    g = (1 + rng.random((6, 8))).astype(np.float32)
+    s = (0.5 + rng.random((6, 8))).astype(np.float32)
+    image = rng.random((60, 80, 3)).astype(np.float32) * 0.4
+    gu = cv2.resize(g, (80, 60), interpolation=cv2.INTER_LINEAR)
+    su = cv2.resize(s, (80, 60), interpolation=cv2.INTER_LINEAR)
+    y = image @ np.array([0.299, 0.587, 0.114], np.float32)
+    expected = np.clip(su[..., None] * image + ((gu - su) * y)[..., None], 0, 1)
+    assert np.abs(apply_tone(image, g, s, strip=7) - expected).max() < 1e-5
+
+
+def test_apply_tone_refuses_mismatched_fields():
+    with pytest.raises(ValueError, match="equal"):
+        apply_tone(np.zeros((4, 4, 3), np.uint8), np.ones((2, 2), np.float32), np.ones((2, 3), np.float32))
+
+
+def test_enhancer_and_onnx_export_agree(tmp_path):
+    from sice.export import export_onnx
+
+    model = _random_model(4, scale=0.5)
+    rng = np.random.default_rng(1)
+    x = (rng.random((70, 100, 3)) ** 1.5 * 255).astype(np.uint8)
+    torch_out = Enhancer(model).enhance_pixels(x)
+    path = export_onnx(model, tmp_path / "tone.onnx")
+    onnx = Enhancer(path)
+    assert onnx.backend == "onnxruntime"
+    assert np.abs(onnx.enhance_pixels(x).astype(int) - torch_out.astype(int)).max() <= 1
