@@ -147,3 +147,16 @@ def test_enhancer_and_onnx_export_agree(tmp_path):
     onnx = Enhancer(path)
     assert onnx.backend == "onnxruntime"
     assert np.abs(onnx.enhance_pixels(x).astype(int) - torch_out.astype(int)).max() <= 1
+
+
+def test_lost_detail_weight_marks_clipped_and_black_inputs():
+    from sice.training.loop import lost_detail_weight
+
+    x = torch.full((1, 3, 2, 3), 0.5)
+    x[..., 0, 0] = 1.0  # clipped in every channel
+    x[0, :, 0, 1] = torch.tensor([1.0, 1.0, 0.9])  # one channel below 250/255: not lost
+    x[..., 1, 0] = 0.0  # black
+    x[0, :, 1, 1] = torch.tensor([2 / 255, 1 / 255, 0.0])  # every channel <= 2/255: black
+    w = lost_detail_weight(x, 0.25)
+    assert w.shape == (1, 1, 2, 3)
+    assert w[0, 0].tolist() == [[0.25, 1.0, 1.0], [0.25, 0.25, 1.0]]
