@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,23 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SICE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+#: Set by .ci/run, which installs the Debian tools: a test that needs a missing one then fails
+#: instead of skipping, so that a broken install cannot leave CI green with those tests unrun.
+REQUIRE_EXTERNAL = os.environ.get("SICE_REQUIRE_EXTERNAL", "") not in ("", "0")
+
+
+def require_tools(*tools: str, what: str) -> None:
+    """Skip the calling test when one of the executables ``tools`` is missing, or fail it when
+    $SICE_REQUIRE_EXTERNAL is set (CI installs them all)."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if not missing:
+        return
+    message = f"{what} needs {', '.join(missing)}, not installed"
+    if REQUIRE_EXTERNAL:
+        pytest.fail(message + " (SICE_REQUIRE_EXTERNAL is set: .ci/run installs it)", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")

@@ -12,14 +12,30 @@ import click
 from ._common import BatchReport, report_errors
 
 
-def _generator_names(value: str) -> list[str] | None:
-    """``all`` -> None (every generator); ``a,b`` -> ["a", "b"]."""
-    if value.strip().lower() == "all":
-        return None
-    names = [n.strip() for n in value.split(",") if n.strip()]
+def _generator_names(value: str) -> list[str]:
+    """``default`` (the in-process set), ``all`` (every generator) and names, comma-separated,
+    expanded in order without repeats: ``default,enfuse`` -> the default set, then enfuse."""
+    from .. import fusion
+
+    groups = {"default": list(fusion.DEFAULT_GENERATORS), "all": list(fusion.GENERATORS)}
+    names: list[str] = []
+    for token in (t.strip() for t in value.split(",")):
+        for name in groups.get(token.lower(), [token] if token else []):
+            if name not in names:
+                names.append(name)
     if not names:
-        raise click.BadParameter("give generator names separated by commas, or 'all'")
+        raise click.BadParameter("give generator names separated by commas, 'default' or 'all'")
     return names
+
+
+def skipped_notice(skipped: dict[str, str]) -> str:
+    """One line naming the generators skipped for missing tools and the Debian packages to install."""
+    from .. import fusion
+
+    packages = sorted({p for name in skipped for p in fusion.GENERATORS[name].packages})
+    install = f" (apt-get install {' '.join(packages)})" if packages else ""
+    return (f"sice: note: {len(skipped)} generator(s) skipped, their tools are not installed{install}: "
+            f"{', '.join(skipped)}")
 
 
 def _options(generators: str, align: bool, ecc: bool, ext: str | None, finish: str = "photo"):
@@ -29,10 +45,10 @@ def _options(generators: str, align: bool, ecc: bool, ext: str | None, finish: s
         usable, skipped = resolve_generators(_generator_names(generators))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--generators") from None
-    for name, reason in skipped.items():
-        click.echo(f"sice: warning: generator {name} skipped: {reason}", err=True)
+    if skipped:
+        click.echo(skipped_notice(skipped), err=True)
     if not usable:
-        raise click.UsageError("no usable generator (see the warnings above)")
+        raise click.UsageError("no usable generator (see the note above)")
     return BuildOptions(generators=usable, align=align, ecc=ecc, ext=ext, finish=finish)
 
 
@@ -58,14 +74,16 @@ def _run(sequences, out, options, select, workers, limit, *, quiet=False):
             bar["tqdm"].close()
 
 
-_GENERATORS_HELP = "Comma-separated generator names, or 'all' (those whose tools are missing are skipped with a warning)."
+_GENERATORS_HELP = ("Comma-separated generator names (docs/generators.md), 'default' (every in-process "
+                    "generator: no Debian tool needed) or 'all' (adds enfuse, pfstools and luminance-hdr where "
+                    "installed; missing ones are skipped with one note).")
 
 
 @click.command(name="build-dataset")
 @click.argument("sequences", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Dataset folder to write (SICE layout); an existing one is resumed.")
-@click.option("--generators", default="all", show_default=True, help=_GENERATORS_HELP)
+@click.option("--generators", default="default", show_default=True, help=_GENERATORS_HELP)
 @click.option("--select", type=click.Choice(["mef-ssim", "votes"]), default="mef-ssim", show_default=True,
               help="Label choice: best MEF-SSIM, or screening votes from DATASET/screening.sqlite (ties by MEF-SSIM).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
@@ -108,7 +126,7 @@ def command(sequences, out, generators, select, workers, align, ecc, ext, finish
 @click.argument("sequences", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the built dataset here [default: a temporary folder, removed afterwards].")
-@click.option("--generators", default="all", show_default=True, help=_GENERATORS_HELP)
+@click.option("--generators", default="default", show_default=True, help=_GENERATORS_HELP)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True,
               help="Scenes to build; the total for all scenes is extrapolated.")

@@ -8,14 +8,18 @@ method.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import threading
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
+import cv2
 import numpy as np
 
 #: Rec. 601 luma weights (R, G, B), as MATLAB's rgb2gray and OpenCV's cvtColor use.
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+#: Rec. 709 luminance weights (R, G, B), for linear radiance (the HDR tone-mapping operators).
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -55,6 +59,26 @@ def finish(img: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         raise RuntimeError(f"generator returned shape {out.shape}, expected {tuple(shape)}")
     out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+_OPENCV_LOG_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def opencv_errors_only() -> Iterator[None]:
+    """Silence OpenCV's warnings (not its errors) for the duration of a call, then restore the level.
+
+    ``TonemapReinhard`` prints "[ WARN:0@...] ... processing of multi-channel arrays might be
+    changed in the future" straight to stderr on every call, a notice about OpenCV's own
+    internals that users cannot act on.
+    """
+    with _OPENCV_LOG_LOCK:
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            yield
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
 
 
 def stack_key(tag: str, frames8: Sequence[np.ndarray], times: np.ndarray | None) -> bytes:

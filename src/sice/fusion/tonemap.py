@@ -28,6 +28,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ._common import LUMINANCE, opencv_errors_only
+
 GAMMA = 2.2
 
 
@@ -58,9 +60,42 @@ def auto_levels(image: np.ndarray, black: float = LEVELS_BLACK, white: float = L
     return np.clip(img, 0.0, 1.0)
 
 
+def radiance_and_luminance(radiance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.float32]:
+    """The operators' common start: radiance made non-negative float32, and its luminance.
+
+    Parameters
+    ----------
+    radiance : (H, W, 3) ndarray
+        Linear RGB radiance, any scale.
+
+    Returns
+    -------
+    rad : (H, W, 3) float32 ndarray >= 0
+    lum : (H, W) float32 ndarray
+        Rec. 709 luminance, floored at ``floor`` so that logs and ratios stay finite in black pixels.
+    floor : float32
+        1e-6 of the maximum luminance (1e-30 for a black image).
+    """
+    rad = np.maximum(np.asarray(radiance, dtype=np.float32), 0.0)
+    lum = rad @ LUMINANCE
+    floor = np.float32(max(float(lum.max()), 1e-30) * 1e-6)
+    return rad, np.maximum(lum, floor), floor
+
+
+def display_encode(linear_rgb: np.ndarray) -> np.ndarray:
+    """Display gamma 2.2, then :func:`auto_levels`: the last step of the tone mappers written here.
+
+    Values above 1 (saturated colours, the detail of local operators) are not clipped first: the
+    white point of :func:`auto_levels` decides what clips.
+    """
+    return auto_levels(np.power(np.maximum(linear_rgb, 0.0), 1.0 / GAMMA))
+
+
 def _opencv(tonemapper, radiance: np.ndarray) -> np.ndarray:
     bgr = np.ascontiguousarray(radiance[..., ::-1], dtype=np.float32)
-    return auto_levels(np.ascontiguousarray(tonemapper.process(bgr)[..., ::-1]))
+    with opencv_errors_only():
+        mapped = tonemapper.process(bgr)
+    return auto_levels(np.ascontiguousarray(mapped[..., ::-1]))
 
 
 def reinhard(radiance: np.ndarray) -> np.ndarray:
@@ -135,6 +170,9 @@ def fast_bilateral(log_lum: np.ndarray, sigma_spatial: float, sigma_range: float
     sh, sw = max(1, round(h / factor)), max(1, round(w / factor))
     small = cv2.resize(log_lum, (sw, sh), interpolation=cv2.INTER_AREA) if factor > 1 else log_lum
     lo, hi = float(log_lum.min()), float(log_lum.max())
+    if hi - lo < 1e-6:
+        # A constant image is its own filtered version (the two levels below would coincide).
+        return np.array(log_lum, dtype=np.float32)
     n = max(2, int(np.ceil((hi - lo) / sigma_range)) + 1)
     levels = np.linspace(lo, hi, n, dtype=np.float32)
     step = max(float(levels[1] - levels[0]), 1e-6)
