@@ -40,7 +40,7 @@ def test_moves_exposure_the_right_way(onnx_enhancer, ev, direction):
 
 
 def test_export_command_round_trip(tmp_path, onnx_enhancer):
-    r = subprocess.run([sys.executable, "-m", "sice", "export", "gaingrid", "-o", str(tmp_path / "g.onnx")],
+    r = subprocess.run([sys.executable, "-m", "sice", "export", "default", "-o", str(tmp_path / "g.onnx")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     img = render_sample(200, 300)
