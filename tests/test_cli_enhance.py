@@ -19,6 +19,21 @@ def run(*args, cwd=None):
                           cwd=cwd, timeout=300)
 
 
+def run_here(*args, input=None):
+    """What ``run`` does, in this process: no interpreter and torch start-up per call. An
+    exception that escaped the command (a traceback for a user) fails the test."""
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from sice.cli.main import cli
+
+    r = CliRunner().invoke(cli, [str(a) for a in args], input=input)
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr, stdout_bytes=r.stdout_bytes)
+
+
 def _photo(path, h=40, w=60, **save):
     path.parent.mkdir(parents=True, exist_ok=True)
     yy, xx = np.mgrid[0:h, 0:w]
@@ -110,7 +125,7 @@ def _two_photos(tmp_path):
 def test_same_name_in_two_folders_both_enhanced_and_said(tmp_path, extra):
     d1, d2 = _two_photos(tmp_path)
     out = tmp_path / "c" / "o"
-    r = run("enhance", d1, d2, "-o", out, "--model", MODEL, *extra)
+    r = run_here("enhance", d1, d2, "-o", out, "--model", MODEL, *extra)
     assert r.returncode == 0, r.stderr
     assert f"sice: renamed: {d2 / 'x.png'} -> {out / 'x-2.png'} ({out / 'x.png'} is the output of {d1 / 'x.png'})" \
         in r.stderr.splitlines()
@@ -118,14 +133,14 @@ def test_same_name_in_two_folders_both_enhanced_and_said(tmp_path, extra):
     for src, dst in ((d1 / "x.png", out / "x.png"), (d2 / "x.png", out / "x-2.png")):  # identity model
         np.testing.assert_array_equal(sio.read_image(dst).pixels, sio.read_image(src).pixels)
     assert r.stdout.splitlines() == [str(out / "x.png"), str(out / "x-2.png")]
-    again = run("enhance", d1, d2, "-o", out, "--model", MODEL)  # the re-run maps them the same way
+    again = run_here("enhance", d1, d2, "-o", out, "--model", MODEL)  # the re-run maps them the same way
     assert again.returncode == 0 and "skipped 2 existing" in again.stderr
 
 
 def test_same_stem_with_one_output_format_both_enhanced(tmp_path):
     _photo(tmp_path / "a.jpg", quality=95)
     _photo(tmp_path / "a.png", h=20)
-    r = run("enhance", tmp_path / "a.jpg", tmp_path / "a.png", "-o", tmp_path / "o", "--format", "png", "--model", MODEL)
+    r = run_here("enhance", tmp_path / "a.jpg", tmp_path / "a.png", "-o", tmp_path / "o", "--format", "png", "--model", MODEL)
     assert r.returncode == 0, r.stderr
     assert sio.read_image(tmp_path / "o" / "a.png").pixels.shape == (40, 60, 3)
     assert sio.read_image(tmp_path / "o" / "a-2.png").pixels.shape == (20, 60, 3)
@@ -134,7 +149,7 @@ def test_same_stem_with_one_output_format_both_enhanced(tmp_path):
 def test_output_file_name_with_several_inputs_is_an_error(tmp_path):
     _photo(tmp_path / "a.png")
     _photo(tmp_path / "b.png")
-    r = run("enhance", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "x.jpg", "--model", MODEL)
+    r = run_here("enhance", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "x.jpg", "--model", MODEL)
     assert r.returncode == 1
     assert r.stderr.strip() == (f"sice: error: {tmp_path / 'x.jpg'}: -o names one file, but the inputs give 2 "
                                 "images; give an output folder instead (it is created if missing)")
@@ -145,14 +160,14 @@ def test_output_folder_equal_to_input_folder_says_so_and_suffix_writes_beside(tm
     src = tmp_path / "in"
     src.mkdir()
     _photo(src / "a.png")
-    r = run("enhance", src, "-o", src, "--model", MODEL)
+    r = run_here("enhance", src, "-o", src, "--model", MODEL)
     assert r.returncode == 1 and r.stderr.strip() == (
         f"sice: error: {src}: the output folder is the input folder {src}: outputs would replace or mix with the "
         "inputs; choose another -o, or add --suffix to write beside the inputs")
-    r = run("enhance", src, "-o", src, "--suffix", "_enhanced", "--model", MODEL)
+    r = run_here("enhance", src, "-o", src, "--suffix", "_enhanced", "--model", MODEL)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in src.iterdir()) == ["a.png", "a_enhanced.png"]
-    again = run("enhance", src, "-o", src, "--suffix", "_enhanced", "--model", MODEL)
+    again = run_here("enhance", src, "-o", src, "--suffix", "_enhanced", "--model", MODEL)
     assert again.returncode == 0 and "skipped 1 existing" in again.stderr
     assert sorted(p.name for p in src.iterdir()) == ["a.png", "a_enhanced.png"]  # no a_enhanced_enhanced
 
@@ -167,7 +182,7 @@ def test_symlink_loop_fails_alone_also_when_rerun(tmp_path, extra):
     os.symlink("l.jpg", src / "l.jpg")  # ln -s l.jpg in/l.jpg
     out = tmp_path / "out"
     for _ in range(2):  # the second run finds the output folder: the documented re-run path
-        r = run("enhance", src, "-o", out, "--model", MODEL, *extra)
+        r = run_here("enhance", src, "-o", out, "--model", MODEL, *extra)
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert f"sice: failed: {src / 'l.jpg'}: symbolic link loop" in r.stderr.splitlines()
         assert (out / "a.png").is_file() and not (out / "l.jpg").exists()
@@ -213,7 +228,7 @@ def test_file_names_with_control_characters_cannot_split_or_forge_lines(tmp_path
     forged = "evil\nsice: failed: forged.png: fake reason\r\x1b[2K.png"
     (src / forged).write_bytes(b"not an image")
     _photo(src / "good\nname.png")
-    r = run("enhance", src, "-o", tmp_path / "out", "--model", MODEL)
+    r = run_here("enhance", src, "-o", tmp_path / "out", "--model", MODEL)
     assert r.returncode == 1
     failed = [line for line in r.stderr.splitlines() if line.startswith("sice: failed:")]
     assert failed == [f"sice: failed: {src}/evil\\nsice: failed: forged.png: fake reason\\r\\x1b[2K.png: "
@@ -226,7 +241,7 @@ def test_file_names_with_control_characters_cannot_split_or_forge_lines(tmp_path
 def test_a_folder_without_images_is_reported_and_counted(tmp_path):
     (tmp_path / "empty").mkdir()
     _photo(tmp_path / "a.png")
-    r = run("enhance", tmp_path / "empty", tmp_path / "a.png", "-o", tmp_path / "o", "--model", MODEL)
+    r = run_here("enhance", tmp_path / "empty", tmp_path / "a.png", "-o", tmp_path / "o", "--model", MODEL)
     assert r.returncode == 1
     assert f"sice: failed: {tmp_path / 'empty'}: no image files in this folder" in r.stderr.splitlines()
     assert "1 files done, 1 failed" in r.stderr and (tmp_path / "o" / "a.png").is_file()
@@ -330,12 +345,10 @@ def test_stdin_to_stdout(tmp_path):
     assert r.stdout[:8] == b"\x89PNG\r\n\x1a\n" and r.stderr == b""
     (tmp_path / "back.png").write_bytes(r.stdout)
     np.testing.assert_array_equal(sio.read_image(tmp_path / "back.png").pixels, sio.read_image(tmp_path / "a.png").pixels)
-    r = subprocess.run([sys.executable, "-m", "sice", "enhance", "-", "-o", "-", "--format", "jpg", "--model", MODEL],
-                       input=(tmp_path / "a.png").read_bytes(), capture_output=True, timeout=300)
-    assert r.returncode == 0 and r.stdout[:3] == b"\xff\xd8\xff"
-    r = subprocess.run([sys.executable, "-m", "sice", "enhance", "-", "-o", str(tmp_path / "f.png"), "--model", MODEL],
-                       input=b"garbage", capture_output=True, text=False, timeout=300)
-    assert r.returncode == 1 and b"sice: failed: <stdin>: not an image file" in r.stderr
+    r = run_here("enhance", "-", "-o", "-", "--format", "jpg", "--model", MODEL, input=(tmp_path / "a.png").read_bytes())
+    assert r.returncode == 0 and r.stdout_bytes[:3] == b"\xff\xd8\xff"
+    r = run_here("enhance", "-", "-o", tmp_path / "f.png", "--model", MODEL, input=b"garbage")
+    assert r.returncode == 1 and "sice: failed: <stdin>: not an image file" in r.stderr
     assert not (tmp_path / "f.png").exists()
 
 
@@ -365,7 +378,7 @@ def test_device_cuda_without_cuda_is_one_line(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     _photo(tmp_path / "a.png")
-    r = run("enhance", tmp_path / "a.png", "-o", tmp_path / "o", "--device", "cuda")
+    r = run_here("enhance", tmp_path / "a.png", "-o", tmp_path / "o", "--device", "cuda")
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("sice: error: device 'cuda': CUDA is not available (")
     assert not (tmp_path / "o" / "a.png").exists()

@@ -241,7 +241,7 @@ class _Run:
         fmt = format_for_path("x" + FORMAT_EXTENSIONS[o["fmt"]]) if o["fmt"] != "same" else image.format
         q, subsampling = jpeg_settings(src, "x.jpg" if fmt == "JPEG" else "x.png", o["quality"])
         data = encode_image(out, fmt, like=image, quality=q, subsampling=subsampling)
-        stream = click.get_binary_stream("stdout")
+        stream = sys.stdout.buffer
         stream.write(data)
         stream.flush()
 
@@ -253,7 +253,7 @@ class _Run:
         from ..io import spool_stream
 
         with tempfile.TemporaryDirectory(prefix="sice-stdin-") as folder:
-            src = spool_stream(click.get_binary_stream("stdin"), folder)
+            src = spool_stream(sys.stdin.buffer, folder)
             job.source = src
             try:
                 self.one(job)
