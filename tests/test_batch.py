@@ -31,7 +31,7 @@ def test_same_name_from_two_folders_gets_a_numbered_name(tmp_path):
     assert _outputs(plan) == {str(a): str(out / "x.jpg"), str(b): str(out / "x-2.jpg")}
     renamed = [j for j in plan.jobs if j.renamed_from is not None]
     assert len(renamed) == 1 and renamed[0].renamed_from == out / "x.jpg"
-    assert collision_note(renamed[0], plan.jobs) == f"{b} -> {out / 'x-2.jpg'} ({out / 'x.jpg'} is the output of {a})"
+    assert collision_note(renamed[0]) == f"{b} -> {out / 'x-2.jpg'} ({out / 'x.jpg'} is the output of {a})"
     assert plan.failures == []
 
 

@@ -48,13 +48,15 @@ class Source:
 class Job:
     """One planned enhancement: ``source`` -> ``output`` (and ``compare``, a before/after image).
 
-    ``renamed_from`` is the output name the job would have had without a collision.
+    ``renamed_from`` is the output name the job would have had without a collision, and
+    ``renamed_for`` the input whose output holds that name.
     """
 
     source: Path
     output: Path
     compare: Path | None = None
     renamed_from: Path | None = None
+    renamed_for: Path | None = None
 
     def targets(self) -> list[Path]:
         return [self.output] + ([self.compare] if self.compare is not None else [])
@@ -211,25 +213,26 @@ def plan_batch(inputs: Iterable[str], output: Path | None, *, recursive: bool = 
     for s in sources:
         wanted = out_dir / _output_rel(s.rel, fmt, suffix)
         output_path = wanted
+        holder = None
         n = 1
         while True:
             names = [output_path] + ([_compare_path(output_path)] if compare else [])
-            if not any(_key(p) in taken for p in names):
+            clash = next((taken[_key(p)] for p in names if _key(p) in taken), None)
+            if clash is None:
                 break
+            holder = holder or clash
             n += 1
             output_path = wanted.with_name(f"{wanted.stem}-{n}{wanted.suffix}")
         for p in names:
             taken[_key(p)] = s.path
         jobs.append(Job(s.path, output_path, names[1] if compare else None,
-                        renamed_from=wanted if output_path != wanted else None))
+                        renamed_from=wanted if holder is not None else None, renamed_for=holder))
     return Plan(_refuse_inputs(jobs, sources, failures), failures, out_dir, single_file=False)
 
 
-def collision_note(job: Job, jobs: list[Job]) -> str:
+def collision_note(job: Job) -> str:
     """One line saying why ``job`` got a numbered name: whose output holds the plain one."""
-    wanted = _key(job.renamed_from) if job.renamed_from is not None else None
-    holder = next((j.source for j in jobs if j is not job and wanted in {_key(t) for t in j.targets()}), None)
-    return f"{job.source} -> {job.output} ({job.renamed_from} is the output of {holder})"
+    return f"{job.source} -> {job.output} ({job.renamed_from} is the output of {job.renamed_for})"
 
 
 # --------------------------------------------------------------------------------------------

@@ -174,7 +174,7 @@ class _Run:
         todo = []
         for job in plan.jobs:
             if job.renamed_from is not None:
-                self.note(f"renamed: {collision_note(job, plan.jobs)}")
+                self.note(f"renamed: {collision_note(job)}")
             problem = stat_problem(job.source)
             if problem is not None:
                 self.failed(job.source, problem, job)
