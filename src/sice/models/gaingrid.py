@@ -244,7 +244,7 @@ class PhotoFieldsOnnx(nn.Module):
 
 @register_model(ModelConfig(
     name="gaingrid",
-    description="sice's default: bilateral grid of per-channel gains from a 256-px thumbnail, "
+    description="bilateral grid of per-channel gains from a 256-px thumbnail (a member of the shipped default), "
                 "applied at full resolution (under- and over-exposure, any size, fast on CPU)",
     fully_convolutional=False,
     photo_path="gain",
