@@ -179,6 +179,30 @@ def _header_timeout_protocol(header_timeout: float) -> type:
     return HeaderTimeoutH11Protocol
 
 
+class HeadLimitMiddleware:
+    """ASGI middleware: 431 (one-line JSON) for a request whose target and headers exceed ``max_bytes``.
+
+    Written by hand because neither Starlette nor uvicorn caps the total header size (h11's
+    limit only applies while a request is incomplete in its buffer).
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(k) + len(v) for k, v in scope["headers"])
+            if size > self.max_bytes:
+                from starlette.responses import JSONResponse
+
+                detail = f"request target and headers are larger than {self.max_bytes} bytes"
+                await JSONResponse({"detail": detail}, status_code=431)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 # ------------------------------------------------------------------------------------------
 # Strict JSON and one-line errors
 # ------------------------------------------------------------------------------------------
@@ -233,11 +257,6 @@ def _refuse_surrogates(value: Any) -> None:
         raise JsonBodyError("body holds a number too large for a float (JSON numbers must be finite)")
 
 
-def one_line(text: Any) -> str:
-    """``text`` as one line (newlines and runs of white space collapsed)."""
-    return " ".join(str(text).split())
-
-
 def validation_message(errors: list[dict]) -> str:
     """One line from pydantic/FastAPI validation errors: ``where: what; ...``.
 
@@ -248,7 +267,7 @@ def validation_message(errors: list[dict]) -> str:
     for err in errors:
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
         parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
-    return one_line("; ".join(parts) or "invalid request")
+    return " ".join(("; ".join(parts) or "invalid request").split())
 
 
 def install_json_errors(app: "FastAPI") -> None:

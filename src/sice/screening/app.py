@@ -35,22 +35,22 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..errors import SiceError
 from ..io import format_for_path, read_image, write_image
-from ..webserver import LOOPBACK_HOSTS, JsonBodyError, install_json_errors, parse_json_strict, validation_message
+from ..webserver import (LOOPBACK_HOSTS, HeadLimitMiddleware, JsonBodyError, install_json_errors, parse_json_strict,
+                         validation_message)
 from .scenes import ScreeningScene, inside, list_scenes
 from .store import DB_NAME, MAX_RATER_LENGTH, VoteStore, normalise_rater
 
 STATIC_DIR = Path(__file__).with_name("static")
 #: A vote is ~200 bytes of JSON; anything much larger is not a vote.
 DEFAULT_MAX_BODY = 4096
-#: Request target + headers. A browser sends about 1 KiB.
-DEFAULT_MAX_HEAD = 8192
+DEFAULT_MAX_HEAD = 8192  # request target + headers; a browser sends about 1 KiB
 # Formats every browser displays; others (TIFF) are converted to PNG when served.
 _BROWSER_FORMATS = {"JPEG", "PNG", "BMP", "WEBP"}
 
@@ -131,7 +131,7 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
     install_json_errors(app)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-    app.add_middleware(_HeadLimit, max_bytes=max_head_size)  # added last = runs first
+    app.add_middleware(HeadLimitMiddleware, max_bytes=max_head_size)  # added last = runs first
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -234,27 +234,6 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
-
-
-class _HeadLimit:
-    """ASGI middleware: 431 for a request whose target and headers exceed ``max_bytes``.
-
-    Written by hand because neither Starlette nor uvicorn caps the total header size (h11's
-    limit only applies while a request is incomplete in its buffer).
-    """
-
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
-            size += sum(len(k) + len(v) for k, v in scope["headers"])
-            if size > self.max_bytes:
-                await PlainTextResponse("Request header fields too large", status_code=431)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def _letter(i: int) -> str:
