@@ -4,9 +4,11 @@
 
 One checkpoint is shipped as it is; several ``gaingrid`` checkpoints are shipped as one
 ``gaingrid-ensemble`` (their outputs averaged; the default since it beat each member on the
-validation and test scenes, docs/default-model.md). Writes src/sice/weights/gaingrid.pt (weights
-+ provenance only, no optimiser state), src/sice/weights/gaingrid.onnx and its .json config
-(the fast onnxruntime path).
+validation and test scenes, docs/default-model.md). Writes src/sice/weights/<registry name>.pt
+(weights + provenance only, no optimiser state), src/sice/weights/<registry name>.onnx and its
+.json config (the fast onnxruntime path): files are named after the model's registry name, so
+`sice models` lists the shipped model under its real name and `-m <name>` loads it. Point
+`sice.weights.DEFAULT_MODEL` at that name to make it the default.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def _provenance(path: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("checkpoints", type=Path, nargs="+")
-    ap.add_argument("--name", default="gaingrid")
+    ap.add_argument("--name", default=None, help="file name stem (default: the model's registry name)")
     args = ap.parse_args()
     models = [load_checkpoint(p) for p in args.checkpoints]
     metas = [_provenance(p) for p in args.checkpoints]
@@ -42,11 +44,12 @@ def main() -> None:
     else:
         model = ensemble_of(models)
         meta = {"members": metas, "step": [m.get("step") for m in metas]}
-    meta["licence"] = "weights trained by the sice project on SICE Part1 (research use); see weights/gaingrid.md"
+    name = args.name or model.sice_config.name
+    meta["licence"] = f"weights trained by the sice project on SICE Part1 (research use); see weights/{name}.md"
     model.sice_meta = meta  # the ONNX sidecar carries it too
     WEIGHTS.mkdir(parents=True, exist_ok=True)
-    pt = save_checkpoint(WEIGHTS / f"{args.name}.pt", model, meta=meta)
-    onnx_path = export_onnx(model, WEIGHTS / f"{args.name}.onnx")
+    pt = save_checkpoint(WEIGHTS / f"{name}.pt", model, meta=meta)
+    onnx_path = export_onnx(model, WEIGHTS / f"{name}.onnx")
     for p in (pt, onnx_path):
         print(f"{p}  {p.stat().st_size / 1e6:.2f} MB  sha256 {hashlib.sha256(p.read_bytes()).hexdigest()[:16]}")
     print(json.dumps({"model": model.sice_config.name, "step": meta.get("step")}))

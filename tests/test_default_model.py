@@ -40,7 +40,7 @@ def test_moves_exposure_the_right_way(onnx_enhancer, ev, direction):
 
 
 def test_export_command_round_trip(tmp_path, onnx_enhancer):
-    r = subprocess.run([sys.executable, "-m", "sice", "export", "gaingrid", "-o", str(tmp_path / "g.onnx")],
+    r = subprocess.run([sys.executable, "-m", "sice", "export", "default", "-o", str(tmp_path / "g.onnx")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     img = render_sample(200, 300)
@@ -54,3 +54,9 @@ def test_readme_main_command_runs(tmp_path):
                                                                        "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "enhanced" / "sample-underexposed.jpg").is_file()
+    # the sample's input is shown next to its output (README command 1 has something to compare)
+    from sice.io import read_image
+
+    before_after = read_image(tmp_path / "enhanced" / "sample-underexposed-compare.jpg").pixels
+    assert before_after.shape[1] == 1200 and before_after.shape[0] > 1600  # two 1200x800 panels, stacked
+    assert r.stdout.splitlines() == [str(tmp_path / "enhanced" / "sample-underexposed.jpg")]

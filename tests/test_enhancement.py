@@ -148,3 +148,204 @@ def test_bad_arguments():
         Enhancer("gaingrid:untrained", backend="tpu")
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         Enhancer("gaingrid:untrained").enhance_rgb(np.zeros((4, 4)))
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 17 item 3: strength, applied to the gain and offset fields (the model's tone domain)
+# --------------------------------------------------------------------------------------------
+def _gain_offset_model():
+    model = _random_model("gaingrid", offset=True)
+    with torch.no_grad():
+        model.to_grid.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(4))
+        model.to_grid.bias.normal_(0, 0.5, generator=torch.Generator().manual_seed(5))
+    return model
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.25, 0.5, 1.0])
+def test_strength_scales_log_gains_and_offsets(strength):
+    from sice.enhancement import gain_inputs
+
+    enh = Enhancer(_gain_offset_model())
+    img = np.random.default_rng(6).random((90, 120, 3)).astype(np.float32) * 0.5
+    # smaller than the working resolution: the fields are per pixel, no upsampling involved
+    log_gain, offset = enh._runner.gain_fields(*gain_inputs(img, enh._runner.work_size))
+    assert log_gain.shape == img.shape and offset is not None
+    expected = np.clip(img * np.exp2(strength * log_gain) + strength * offset, 0, 1)  # by hand
+    got = enh.enhance_rgb(img, strength=strength)
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    if strength == 0.5:  # half the change in stops is not half-way between input and output
+        blend = 0.5 * img + 0.5 * enh.enhance_rgb(img)
+        assert np.abs(got - blend).max() > 0.01
+
+
+def test_strength_zero_returns_integer_photos_unchanged():
+    enh = Enhancer(_gain_offset_model())
+    img = np.random.default_rng(7).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(enh.enhance_pixels(img, strength=0), img)
+    assert np.abs(enh.enhance_pixels(img, strength=1).astype(int) - img).max() > 5
+
+
+@pytest.mark.parametrize("bad,match", [(-0.1, r"strength must be in \[0, 1\], got -0.1"),
+                                       (1.5, r"strength must be in \[0, 1\], got 1.5"),
+                                       (float("nan"), r"strength must be in \[0, 1\], got nan"),
+                                       ("half", r"strength must be a number in \[0, 1\], got 'half'")])
+def test_strength_out_of_range(bad, match):
+    import sice
+
+    enh = Enhancer("gaingrid:untrained")
+    with pytest.raises(ValueError, match=match):
+        enh.enhance_pixels(np.zeros((4, 4, 3), np.uint8), strength=bad)
+    with pytest.raises(ValueError, match=match):
+        sice.enhance(np.zeros((4, 4, 3), np.uint8), model="gaingrid:untrained", strength=bad)
+
+
+def test_strength_needs_a_gain_model():
+    enh = Enhancer("sice2018-residual:untrained", tile=32)
+    img = np.zeros((8, 8, 3), np.float32)
+    with pytest.raises(ValueError, match="strength must be 1 for model 'sice2018-residual': it outputs pixels"):
+        enh.enhance_rgb(img, strength=0.5)
+    assert enh.enhance_rgb(img, strength=1.0).shape == img.shape
+
+
+def test_enhance_file_strength_and_compare(tmp_path):
+    import sice
+    from sice.io import read_image, write_image
+
+    px = np.random.default_rng(8).integers(0, 120, (30, 50, 3), dtype=np.uint8)
+    write_image(tmp_path / "in.png", px)
+    sice.enhance_file(tmp_path / "in.png", tmp_path / "out.png", strength=0, compare=tmp_path / "both.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png").pixels, px)
+    both = read_image(tmp_path / "both.png").pixels
+    gap = both.shape[0] - 60
+    np.testing.assert_array_equal(both[20:30], px[20:30])  # "before", below its label
+    np.testing.assert_array_equal(both[30 + gap + 20:], px[20:])  # "after" (= before at strength 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 17 item 6: dtype in = dtype out, float range checked, channel_axis
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(9, 11), (9, 11, 1), (9, 11, 2), (9, 11, 3), (9, 11, 4)])
+def test_dtype_and_shape_round_trip(dtype, shape):
+    import sice
+
+    rng = np.random.default_rng(0)
+    if np.dtype(dtype).kind == "f":
+        image = rng.random(shape).astype(dtype)
+        tol = 1e-3 if dtype == np.float16 else 1e-6
+    else:
+        image = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+        tol = 1
+    out = sice.enhance(image, model="gaingrid:untrained")  # identity: values must come back too
+    assert out.dtype == image.dtype and out.shape == image.shape
+    np.testing.assert_allclose(out.astype(np.float64), image.astype(np.float64), atol=tol)
+
+
+@pytest.mark.parametrize("values,match", [
+    (np.linspace(0, 255, 48), r"float image values must be in \[0, 1\], got values in \[0, 255\] "
+                              r"\(an 8-bit image as float\? divide it by 255"),
+    (np.linspace(-0.5, 0.5, 48), r"float image values must be in \[0, 1\], got values in \[-0.5, 0.5\]$"),
+    (np.r_[np.full(47, 0.5), np.nan], "float image values must be finite and in \\[0, 1\\]; the image holds NaN"),
+])
+def test_float_input_outside_0_1_is_a_value_error(values, match):
+    import sice
+
+    image = np.resize(values, (4, 4, 3)).astype(np.float64)
+    with pytest.raises(ValueError, match=match):
+        sice.enhance(image, model="gaingrid:untrained")
+    with pytest.raises(ValueError, match=match):
+        Enhancer("gaingrid:untrained").enhance_rgb(image)
+
+
+def test_float_tiff_outside_0_1_fails_naming_the_file(tmp_path):
+    import sice
+    from sice.errors import ImageReadError
+    from sice.io import write_image
+
+    write_image(tmp_path / "hdr.tif", np.full((4, 5, 3), 3.0, np.float32))
+    with pytest.raises(ImageReadError, match=f"^{tmp_path / 'hdr.tif'}: float image values must be in"):
+        sice.enhance_file(tmp_path / "hdr.tif", tmp_path / "out.tif", model="gaingrid:untrained")
+
+
+def test_channel_axis_follows_scikit_image():
+    import sice
+
+    model = _gain_offset_model()
+    rng = np.random.default_rng(9)
+    last = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    reference = sice.enhance(last, model=model)
+    assert np.abs(reference.astype(int) - last).max() > 5
+    first = np.ascontiguousarray(np.moveaxis(last, -1, 0))
+    np.testing.assert_array_equal(sice.enhance(first, model=model, channel_axis=0), np.moveaxis(reference, -1, 0))
+    middle = np.moveaxis(last, -1, 1)
+    np.testing.assert_array_equal(sice.enhance(middle, model=model, channel_axis=-2), np.moveaxis(reference, -1, 1))
+    grey = last[..., 0]
+    assert sice.enhance(grey, model=model, channel_axis=None).shape == grey.shape
+    with pytest.raises(ValueError, match="channel_axis=None means a grey"):
+        sice.enhance(last, model=model, channel_axis=None)
+    with pytest.raises(ValueError, match=r"channel_axis must be an axis of the 3-D image \(-3..2\) or None, got 3"):
+        sice.enhance(last, model=model, channel_axis=3)
+
+
+def test_api_docstring_examples_run():
+    import doctest
+
+    import sice
+
+    result = doctest.testmod(sice, verbose=False)
+    assert result.attempted >= 8 and result.failed == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 17 item 4: --device cuda
+# --------------------------------------------------------------------------------------------
+def test_cuda_unavailable_is_a_one_line_error():
+    from sice.errors import SiceError
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(SiceError, match=r"^device 'cuda': CUDA is not available \([^\n]*\); use device 'cpu'$"):
+        Enhancer(device="cuda")
+
+
+def test_cuda_uses_the_torch_backend_even_where_an_onnx_form_ships(monkeypatch):
+    import sice.enhancement as enhancement
+    import sice.export
+    from sice.errors import SiceError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    made = []
+
+    class Recorder(enhancement._Runner):
+        backend = "torch"
+
+        def __init__(self, module, *, device):
+            made.append((module.sice_config.name, device))
+            self.name = module.sice_config.name
+
+    monkeypatch.setattr(enhancement, "TorchRunner", Recorder)
+    monkeypatch.setattr(sice.export, "shipped_onnx_runner", lambda *a, **k: pytest.fail("onnxruntime used on cuda"))
+    enh = Enhancer(device="cuda")
+    assert made == [("gaingrid-ensemble", "cuda")] and enh.backend == "torch"
+    with pytest.raises(SiceError, match="the onnxruntime backend runs on the CPU only"):
+        Enhancer(device="cuda", backend="onnxruntime")
+    with pytest.raises(SiceError, match="an ONNX model runs with onnxruntime on the CPU"):
+        Enhancer("model.onnx", device="cuda")
+    monkeypatch.undo()
+    assert Enhancer().backend == "onnxruntime"  # the CPU default is unchanged
+
+
+def test_before_after_image_layout():
+    from sice.enhancement import before_after_image
+
+    rng = np.random.default_rng(10)
+    tall = rng.integers(0, 256, (50, 30, 3), dtype=np.uint8)
+    pair = before_after_image(tall, 255 - tall)
+    assert pair.dtype == np.uint8 and pair.shape[0] == 50 and pair.shape[1] > 60
+    np.testing.assert_array_equal(pair[30:, :30], tall[30:])
+    np.testing.assert_array_equal(pair[30:, -30:], 255 - tall[30:])
+    wide16 = (rng.random((20, 64)) * 65535).astype(np.uint16)  # grey, 16-bit: shown as 8-bit grey
+    pair = before_after_image(wide16, wide16)
+    assert pair.shape[1] == 64 and pair.shape[0] > 40 and pair.shape[2] == 3
+    big = np.zeros((3000, 2000, 3), np.float32)
+    assert before_after_image(big, big, side=400).shape[0] == 400  # each panel 400 x 267

@@ -262,10 +262,11 @@ def test_cache_signature_of_a_model_name_follows_its_shipped_weights(tmp_path, m
     from sice.evaluation.runner import _signature
 
     monkeypatch.setattr(sice.weights, "FOLDER", tmp_path)
+    shipped = tmp_path / f"{sice.weights.DEFAULT_MODEL}.pt"
     nothing_shipped = _signature("default")
-    (tmp_path / "gaingrid.pt").write_bytes(b"v1")
+    shipped.write_bytes(b"v1")
     first = _signature("default")
     assert first != nothing_shipped and first == _signature("default")
-    (tmp_path / "gaingrid.pt").write_bytes(b"v2 weights")
-    os.utime(tmp_path / "gaingrid.pt", ns=(1, 1))
+    shipped.write_bytes(b"v2 weights")
+    os.utime(shipped, ns=(1, 1))
     assert _signature("default") != first

@@ -140,6 +140,11 @@ def test_errors_name_the_file(tmp_path):
     _err(tmp_path / "dangling.png", "dangling")
 
 
+# Metadata is read before the pixels, and a file cut in half may have lost its metadata too:
+# Pillow warns about the TIFF's cut IFD, and sice about the PNG's unreadable EXIF, before the
+# pixel decoding fails with the error this test is about.
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
+@pytest.mark.filterwarnings("ignore:.*unreadable EXIF ignored:UserWarning")
 @pytest.mark.parametrize("ext", [".jpg", ".png", ".tif"])
 def test_truncated_file_is_an_error(tmp_path, ext):
     yy, xx = np.mgrid[0:200, 0:300]
@@ -211,3 +216,53 @@ def test_outputs_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (p.stat().st_mode & 0o777) == 0o644
+
+
+# ---- JPEG quality of an input, standard input/output --------------------------------------------
+def test_estimated_jpeg_quality_is_what_pillow_wrote(tmp_path):
+    """Every quality 1-100 that Pillow (libjpeg) writes is recovered (within 1 at the bottom of
+    the scale, where tables clipped at 255 coincide)."""
+    import io as _io
+
+    px = _pattern(h=32, w=32)
+    for quality in range(1, 101):
+        buf = _io.BytesIO()
+        Image.fromarray(px).save(buf, format="JPEG", quality=quality)
+        buf.seek(0)
+        assert abs(sio.estimate_jpeg_quality(buf) - quality) <= (1 if quality < 10 else 0), quality
+
+
+def test_estimated_quality_of_other_files_is_none(tmp_path):
+    sio.write_image(tmp_path / "a.png", _pattern())
+    (tmp_path / "junk.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    assert sio.estimate_jpeg_quality(tmp_path / "a.png") is None
+    assert sio.estimate_jpeg_quality(tmp_path / "junk.jpg") is None
+    assert sio.estimate_jpeg_quality(tmp_path / "missing.jpg") is None
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+def test_jpeg_subsampling_is_read_and_can_be_written(tmp_path, subsampling):
+    Image.fromarray(_pattern()).save(tmp_path / "a.jpg", quality=90, subsampling=subsampling)
+    assert sio.jpeg_subsampling(tmp_path / "a.jpg") == subsampling
+    sio.write_image(tmp_path / "b.jpg", _pattern(), quality=90, subsampling=subsampling)
+    assert sio.jpeg_subsampling(tmp_path / "b.jpg") == subsampling
+    assert sio.jpeg_subsampling(tmp_path / "b.jpg") is not None
+    sio.write_image(tmp_path / "c.png", _pattern())
+    assert sio.jpeg_subsampling(tmp_path / "c.png") is None
+
+
+def test_encode_image_gives_the_bytes_write_image_writes(tmp_path):
+    px = _pattern()
+    for fmt, ext in (("PNG", ".png"), ("JPEG", ".jpg"), ("TIFF", ".tif")):
+        path = sio.write_image(tmp_path / f"a{ext}", px, quality=80)
+        assert sio.encode_image(px, fmt, quality=80) == path.read_bytes(), fmt
+    with pytest.raises(ValueError, match="format must be one of"):
+        sio.encode_image(px, "GIF")
+
+
+def test_spool_stream_copies_a_stream_larger_than_its_chunk(tmp_path):
+    import io as _io
+
+    data = np.random.default_rng(0).integers(0, 256, 3 * 2**20 + 17, dtype=np.uint8).tobytes()
+    path = sio.spool_stream(_io.BytesIO(data), tmp_path)
+    assert path.parent == tmp_path and path.read_bytes() == data

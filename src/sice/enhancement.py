@@ -25,11 +25,15 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .errors import ModelError, SiceError
-from .imageops import from_float32, luminance, split_alpha, to_float32
+from .errors import ImageReadError, ModelError, SiceError
+from .imageops import from_float32, luminance, split_alpha, to_float32, to_rgb
+from .weights import DEFAULT_ALIAS
 
-DEFAULT_MODEL = "default"
 DEFAULT_TILE = 512
+#: JPEG/WebP quality when the input gives none to keep (not a JPEG) and none is asked for.
+DEFAULT_QUALITY = 95
+#: Long side of each panel of a before/after image (a 24 MP side-by-side pair would be 48 MP).
+COMPARE_SIDE = 1600
 
 
 class Enhancer:
@@ -40,12 +44,24 @@ class Enhancer:
     model : str, path-like, nn.Module or None
         Registry name (with shipped weights, or ``NAME:untrained``), a sice checkpoint path, an
         ``.onnx`` file exported by ``sice export``, or a model object. None: the default model.
-    device : {"cpu", "cuda"}
-        Torch device (the ONNX backend runs on the CPU).
+    device : {"cpu", "cuda", "cuda:N"}
+        Where torch runs. A CUDA device needs a CUDA build of torch and a visible GPU
+        (:class:`SiceError` otherwise) and always uses the torch backend; onnxruntime runs on
+        the CPU.
     backend : {"auto", "torch", "onnxruntime"}
-        "auto" uses onnxruntime when the model has an ONNX form (faster on CPUs), else torch.
+        "auto": onnxruntime when the model has an ONNX form and the device is the CPU (faster
+        there), else torch.
     tile : int
         Tile side for fully convolutional models (pixels at network resolution).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``backend`` or ``device``, or ``tile`` < 16.
+    SiceError
+        CUDA asked for but not available, or the onnxruntime backend asked to run on CUDA.
+    ModelError
+        Unknown model name, unreadable checkpoint or ONNX file.
     """
 
     def __init__(self, model: Any = None, *, device: str = "cpu", backend: str = "auto",
@@ -56,40 +72,97 @@ class Enhancer:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if tile < 16:
             raise ValueError(f"tile must be at least 16 pixels, got {tile}")
+        if str(device).startswith("cuda"):
+            _require_cuda(device)
+            if backend == "onnxruntime":
+                raise SiceError(f"device {device!r}: the onnxruntime backend runs on the CPU only; "
+                                "use the torch backend (or auto) with CUDA")
+            backend = "torch"
         self.device = device
         self.tile = int(tile)
         self.decomposition = decomposition
-        self._runner = _load_runner(DEFAULT_MODEL if model is None else model, device=device, backend=backend)
+        self._runner = _load_runner(DEFAULT_ALIAS if model is None else model, device=device, backend=backend)
         self.name = self._runner.name
         self.backend = self._runner.backend
 
-    def enhance_rgb(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) float RGB in [0, 1] -> enhanced (H, W, 3) float32 in [0, 1], same size."""
+    def enhance_rgb(self, rgb: np.ndarray, *, strength: float = 1.0) -> np.ndarray:
+        """Enhance RGB pixels.
+
+        Parameters
+        ----------
+        rgb : (H, W, 3) ndarray
+            uint8, uint16, or float in [0, 1].
+        strength : float in [0, 1]
+            How much of the model's tone change to apply, in the model's own tone domain (see
+            :meth:`enhance_pixels`).
+
+        Returns
+        -------
+        (H, W, 3) float32 ndarray in [0, 1], the input's size.
+        """
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"rgb must be (H, W, 3), got shape {rgb.shape}")
         if rgb.shape[0] < 1 or rgb.shape[1] < 1:
             raise ValueError(f"image must be at least 1x1, got {rgb.shape[:2]}")
+        strength = self._check_strength(strength)
+        check_float_range(rgb)
         rgb = np.clip(to_float32(rgb), 0.0, 1.0)
         if self._runner.kind == "gain":
-            return self._gain_path(rgb)
+            return self._gain_path(rgb, strength)
         out = self._runner.run(rgb, tile=self.tile, decomposition=self.decomposition)
         assert out.shape == rgb.shape, (out.shape, rgb.shape)
         return out
 
-    def _gain_path(self, colour: np.ndarray) -> np.ndarray:
+    def _check_strength(self, strength: float) -> float:
+        try:
+            value = float(strength)
+        except (TypeError, ValueError):
+            raise ValueError(f"strength must be a number in [0, 1], got {strength!r}") from None
+        if not 0.0 <= value <= 1.0:  # also refuses NaN
+            raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+        if value != 1.0 and self._runner.kind != "gain":
+            raise ValueError(f"strength must be 1 for model {self.name!r}: it outputs pixels, not gain and offset "
+                             "fields that a strength could scale")
+        return value
+
+    def _gain_path(self, colour: np.ndarray, strength: float = 1.0) -> np.ndarray:
         """Gain models on (H, W, 3) pixels of any dtype, without a full-size float copy:
         gains come from a small float image, and are applied strip by strip in the input's
-        own dtype (uint8 stays uint8 all the way: this is what makes 20 MP photos fast)."""
+        own dtype (uint8 stays uint8 all the way: this is what makes 20 MP photos fast).
+        ``strength`` scales the log2 gains and the offsets (0: the input unchanged)."""
         thumb, work = gain_inputs(colour, self._runner.work_size)
         log_gain, offset = self._runner.gain_fields(thumb, work)
+        if strength != 1.0:
+            log_gain = log_gain * np.float32(strength)
+            offset = None if offset is None else offset * np.float32(strength)
         return apply_log2_gain(colour, log_gain, offset=offset)
 
-    def enhance_pixels(self, pixels: np.ndarray) -> np.ndarray:
+    def enhance_pixels(self, pixels: np.ndarray, *, strength: float = 1.0) -> np.ndarray:
         """Enhance pixels of any layout sice reads; returns the same shape and dtype.
 
-        Grey images are enhanced as RGB and converted back to grey (Rec. 601 luma); alpha is
-        passed through untouched; uint8/uint16 stay so; float stays float (clipped to [0, 1]).
+        Parameters
+        ----------
+        pixels : (H, W) or (H, W, C) ndarray
+            C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA); uint8, uint16, or float in
+            [0, 1] (any float dtype).
+        strength : float in [0, 1]
+            How much of the model's tone change to apply: the model's log2 gain field and its
+            offset field are multiplied by ``strength`` before they reach the photo, so 0.5 is
+            half the exposure change in stops (not a 50 % blend of pixels) and 0 returns the
+            input. Models that output pixels directly accept only 1.
+
+        Returns
+        -------
+        ndarray
+            Same shape and dtype as ``pixels``. Grey images are enhanced as RGB and converted
+            back to grey (Rec. 601 luma); alpha is passed through untouched.
+
+        Raises
+        ------
+        ValueError
+            A shape or dtype sice does not enhance, float values outside [0, 1] (or NaN), or
+            ``strength`` outside [0, 1] (or != 1 for a model without gain fields).
         """
         arr = np.asarray(pixels)
         squeeze = arr.ndim == 2
@@ -97,16 +170,20 @@ class Enhancer:
             arr = arr[..., None]
         if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
             raise ValueError(f"pixels must be (H, W) or (H, W, 1..4), got shape {np.shape(pixels)}")
+        if arr.dtype not in (np.uint8, np.uint16) and arr.dtype.kind != "f":
+            raise ValueError(f"pixels must be uint8, uint16 or float in [0, 1], got dtype {arr.dtype}")
+        strength = self._check_strength(strength)
+        check_float_range(arr)
         colour, alpha = split_alpha(arr)
         grey = colour.shape[2] == 1
         rgb = np.repeat(colour, 3, axis=2) if grey else colour
-        dtype = arr.dtype if arr.dtype.kind != "f" else np.float32
+        dtype = arr.dtype
         if self._runner.kind == "gain" and arr.dtype in (np.uint8, np.uint16):
-            out = self._gain_path(np.ascontiguousarray(rgb))
+            out = self._gain_path(np.ascontiguousarray(rgb), strength)
             if grey:
                 out = from_float32(luminance(to_float32(out))[..., None], dtype)
         else:
-            out = self.enhance_rgb(to_float32(rgb))
+            out = self.enhance_rgb(to_float32(rgb), strength=strength)
             if grey:
                 out = luminance(out)[..., None]
             out = from_float32(out, dtype)
@@ -115,25 +192,46 @@ class Enhancer:
         return out[..., 0] if squeeze else out
 
 
-def enhance_array(image: np.ndarray, *, model: Any = None, enhancer: Enhancer | None = None, **kwargs) -> np.ndarray:
-    """Enhance one image array and return the result with the same shape and dtype.
+def enhance_array(image: np.ndarray, *, model: Any = None, enhancer: Enhancer | None = None,
+                  strength: float = 1.0, channel_axis: int | None = -1, **kwargs) -> np.ndarray:
+    """Enhance one image array; the result has the input's shape and dtype.
 
-    Parameters
-    ----------
-    image : (H, W[, C]) ndarray
-        uint8, uint16 or float in [0, 1]; C in 1..4 (alpha passed through).
-    model : str, path-like or nn.Module, optional
-        As for :class:`Enhancer`; ignored when ``enhancer`` is given.
-
-    Examples
-    --------
-    >>> import numpy as np, sice
-    >>> dark = (np.random.default_rng(0).random((32, 48, 3)) * 40).astype(np.uint8)
-    >>> sice.enhance(dark, model="sice2018-residual:untrained").shape
-    (32, 48, 3)
+    The implementation of :func:`sice.enhance` (documented there). ``enhancer``: an
+    :class:`Enhancer` to use instead of loading ``model``; other keywords go to
+    :class:`Enhancer`.
     """
+    arr = np.asarray(image)
+    if arr.ndim == 2 or channel_axis is None:
+        if arr.ndim != 2:
+            raise ValueError(f"channel_axis=None means a grey (M, N) image, got shape {arr.shape}")
+        moved = arr
+    elif arr.ndim == 3:
+        if not isinstance(channel_axis, (int, np.integer)) or not -3 <= channel_axis <= 2:
+            raise ValueError(f"channel_axis must be an axis of the 3-D image (-3..2) or None, got {channel_axis!r}")
+        axis = int(channel_axis) % 3
+        moved = np.moveaxis(arr, axis, -1)
+    else:
+        raise ValueError(f"image must be (M, N) or (M, N, C), got shape {arr.shape}")
     enhancer = enhancer or _cached_enhancer(model, **kwargs)
-    return enhancer.enhance_pixels(image)
+    out = enhancer.enhance_pixels(moved, strength=strength)
+    return out if moved is arr else np.moveaxis(out, -1, axis)
+
+
+def check_float_range(image: np.ndarray) -> None:
+    """Raise ValueError unless a float image is finite and in [0, 1] (integer images pass).
+
+    scikit-image's convention: float images are in [0, 1]; a float image holding 0..255 would
+    otherwise be clipped to a flat white-and-grey picture without a word.
+    """
+    arr = np.asarray(image)
+    if arr.dtype.kind != "f" or arr.size == 0:
+        return
+    lo, hi = float(arr.min()), float(arr.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError("float image values must be finite and in [0, 1]; the image holds NaN or infinity")
+    if lo < 0.0 or hi > 1.0:
+        hint = " (an 8-bit image as float? divide it by 255, or pass it as uint8)" if hi > 1.0 else ""
+        raise ValueError(f"float image values must be in [0, 1], got values in [{lo:.6g}, {hi:.6g}]{hint}")
 
 
 _ENHANCERS: dict[tuple, Enhancer] = {}
@@ -153,20 +251,106 @@ def _cached_enhancer(model: Any, **kwargs) -> Enhancer:
 
 
 def enhance_file(src: os.PathLike | str, dst: os.PathLike | str, *, model: Any = None,
-                 enhancer: Enhancer | None = None, quality: int = 95, max_pixels: int | None = None,
+                 enhancer: Enhancer | None = None, strength: float = 1.0, quality: int | None = None,
+                 compare: os.PathLike | str | None = None, max_pixels: int | None = None,
                  overwrite: bool = True, **kwargs) -> Path:
-    """Read ``src``, enhance, write ``dst`` (atomically) keeping size, orientation, bit depth,
-    EXIF and ICC profile. Refuses to write over ``src``."""
+    """Read ``src``, enhance it, write ``dst`` atomically; the implementation of
+    :func:`sice.enhance_file` (documented there). ``enhancer``: an :class:`Enhancer` to use
+    instead of loading ``model``; other keywords go to :class:`Enhancer`."""
     from .errors import ImageWriteError
     from .io import read_image, write_image
 
     src, dst = Path(src), Path(dst)
     if dst.exists() and _same_file(src, dst):
         raise ImageWriteError(dst, "output path is the input file; refusing to overwrite an input")
+    if compare is not None and Path(compare).exists() and _same_file(src, Path(compare)):
+        raise ImageWriteError(compare, "output path is the input file; refusing to overwrite an input")
     image = read_image(src, max_pixels=max_pixels)
+    try:
+        check_float_range(image.pixels)
+    except ValueError as exc:  # a float TIFF outside [0, 1]: a problem of that file, named
+        raise ImageReadError(src, str(exc)) from None
     enhancer = enhancer or _cached_enhancer(model, **kwargs)
-    out = enhancer.enhance_pixels(image.pixels)
-    return write_image(dst, out, like=image, quality=quality, overwrite=overwrite)
+    out = enhancer.enhance_pixels(image.pixels, strength=strength)
+    q, subsampling = jpeg_settings(src, dst, quality)
+    path = write_image(dst, out, like=image, quality=q, subsampling=subsampling, overwrite=overwrite)
+    if compare is not None:
+        write_image(compare, before_after_image(image.pixels, out), like=image, quality=q, overwrite=overwrite)
+    return path
+
+
+def jpeg_settings(src: os.PathLike | str, dst: os.PathLike | str, quality: int | None = None
+                  ) -> tuple[int, int | None]:
+    """The JPEG/WebP quality and chroma subsampling to write ``dst`` with.
+
+    An explicit ``quality`` wins (subsampling then follows the writer's default). Otherwise a
+    JPEG written from a JPEG keeps the input's quality (estimated from its quantisation tables)
+    and subsampling, so a 2.2 MB camera JPEG does not come back as 13 MB; anything else gets
+    quality 95.
+    """
+    from .io import estimate_jpeg_quality, format_for_path, jpeg_subsampling
+
+    if quality is not None:
+        if not 1 <= int(quality) <= 100:
+            raise ValueError(f"quality must be in 1..100, got {quality}")
+        return int(quality), None
+    if format_for_path(dst) == "JPEG":
+        estimated = estimate_jpeg_quality(src)
+        if estimated is not None:
+            return estimated, jpeg_subsampling(src)
+    return DEFAULT_QUALITY, None
+
+
+def before_after_image(before: np.ndarray, after: np.ndarray, *, side: int = COMPARE_SIDE) -> np.ndarray:
+    """The input and its enhanced version next to each other, labelled, as one uint8 RGB image.
+
+    Parameters
+    ----------
+    before, after : (H, W[, C]) ndarray
+        The same size; any layout and dtype :meth:`Enhancer.enhance_pixels` takes (grey is shown
+        as grey, alpha is dropped).
+    side : int
+        Each panel is area-downscaled so its long side is at most this.
+
+    Returns
+    -------
+    (h, 2 w + gap, 3) or (2 h + gap, w, 3) uint8 ndarray
+        Side by side for upright photos, one above the other for wide ones (so the result stays
+        roughly square); "before" and "after" written in the top-left corners.
+    """
+    import cv2
+
+    panels = []
+    for pixels, label in ((before, "before"), (after, "after")):
+        rgb = to_rgb(np.asarray(pixels))
+        if rgb.dtype.kind == "f":
+            rgb = np.clip(np.nan_to_num(rgb), 0, 1)
+        small = from_float32(to_float32(resize_long_side(np.ascontiguousarray(rgb), side)), np.uint8)
+        panels.append(_label(np.ascontiguousarray(small), label, cv2))
+    h, w = panels[0].shape[:2]
+    gap = max(2, round(max(h, w) / 200))
+    if w > h:
+        return np.concatenate([panels[0], np.full((gap, w, 3), 255, np.uint8), panels[1]], axis=0)
+    return np.concatenate([panels[0], np.full((h, gap, 3), 255, np.uint8), panels[1]], axis=1)
+
+
+def _label(panel: np.ndarray, text: str, cv2) -> np.ndarray:
+    scale = max(0.4, max(panel.shape[:2]) / 900)
+    thickness = max(1, round(2 * scale))
+    org = (round(12 * scale), round(30 * scale))
+    cv2.putText(panel, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(panel, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return panel
+
+
+def _require_cuda(device: str) -> None:
+    """SiceError (one line) unless torch can run on ``device``."""
+    import torch
+
+    if not torch.cuda.is_available():
+        why = (f"this torch ({torch.__version__}) is built without CUDA" if torch.version.cuda is None
+               else "no CUDA device is visible")
+        raise SiceError(f"device {device!r}: CUDA is not available ({why}); use device 'cpu'")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -196,6 +380,9 @@ def _load_runner(model: Any, *, device: str, backend: str) -> _Runner:
     if isinstance(model, (str, os.PathLike)):
         s = os.fspath(model)
         if s.endswith(".onnx"):
+            if device != "cpu":
+                raise SiceError(f"{s}: an ONNX model runs with onnxruntime on the CPU; for device {device!r} "
+                                "pass a checkpoint or a registry name")
             from .export import OnnxGainRunner
 
             return OnnxGainRunner.from_file(s)
@@ -473,6 +660,9 @@ __all__ = [
     "Enhancer",
     "enhance_array",
     "enhance_file",
+    "before_after_image",
+    "check_float_range",
+    "jpeg_settings",
     "tiled_apply",
     "apply_log2_gain",
     "resize_long_side",

@@ -35,6 +35,9 @@ def export_onnx(model, path: os.PathLike | str, *, check: bool = True) -> Path:
     """
     import torch
 
+    if check:
+        import onnx  # noqa: F401  (before a minute of export work, not after it)
+
     path = Path(path)
     cfg = model.sice_config
     model = model.eval().float()
@@ -181,4 +184,6 @@ def shipped_onnx_runner(name: str, *, required: bool = False) -> OnnxRunner | No
         if required:
             raise ModelError("onnxruntime is not installed (pip install onnxruntime)") from None
         return None
-    return OnnxRunner.from_file(path, name=name)
+    from .weights import resolve_alias
+
+    return OnnxRunner.from_file(path, name=resolve_alias(name))

@@ -404,7 +404,8 @@ def read_rgb(path: os.PathLike | str, *, max_pixels: int | None = None) -> np.nd
 # --------------------------------------------------------------------------------------------
 def write_image(path: os.PathLike | str, pixels: np.ndarray, *, like: ImageFile | None = None,
                 format: str | None = None, quality: int = 95, exif: bytes | None = None,
-                icc: bytes | None = None, overwrite: bool = True, compress_level: int = 6) -> Path:
+                icc: bytes | None = None, overwrite: bool = True, compress_level: int = 6,
+                subsampling: int | None = None) -> Path:
     """Encode ``pixels`` to ``path`` atomically (temp file in the same folder, then rename).
 
     Parameters
@@ -422,6 +423,9 @@ def write_image(path: os.PathLike | str, pixels: np.ndarray, *, like: ImageFile 
     compress_level : int
         PNG zlib level 0-9 (1 is several times faster than 6 for ~10 % larger files; caches
         and intermediate files want 1).
+    subsampling : {0, 1, 2}, optional
+        JPEG chroma subsampling (4:4:4, 4:2:2, 4:2:0; e.g. the input's, from
+        :func:`jpeg_subsampling`). Default: 4:4:4 at quality >= 90, else 4:2:0.
 
     Notes
     -----
@@ -455,7 +459,8 @@ def write_image(path: os.PathLike | str, pixels: np.ndarray, *, like: ImageFile 
     arr = _to_storable(arr, fmt)
     if not 0 <= int(compress_level) <= 9:
         raise ValueError(f"compress_level must be in 0..9, got {compress_level}")
-    data = _encode(arr, fmt, quality=int(quality), exif=exif, icc=icc, compress_level=int(compress_level))
+    data = _encode(arr, fmt, quality=int(quality), exif=exif, icc=icc, compress_level=int(compress_level),
+                   subsampling=subsampling)
     atomic_write_bytes(path, data)
     return path
 
@@ -479,7 +484,7 @@ def _to_storable(arr: np.ndarray, fmt: str) -> np.ndarray:
 
 
 def _encode(arr: np.ndarray, fmt: str, *, quality: int, exif: bytes | None, icc: bytes | None,
-            compress_level: int = 6) -> bytes:
+            compress_level: int = 6, subsampling: int | None = None) -> bytes:
     import io as _io
 
     if arr.dtype == np.uint16 and fmt == "PNG":
@@ -496,7 +501,9 @@ def _encode(arr: np.ndarray, fmt: str, *, quality: int, exif: bytes | None, icc:
     if fmt == "JPEG":
         # 4:4:4 chroma at high quality: enhancement brightens shadows, where 4:2:0 colour
         # bleeding becomes visible.
-        params.update(quality=quality, subsampling=0 if quality >= 90 else 2, optimize=False)
+        if subsampling is None:
+            subsampling = 0 if quality >= 90 else 2
+        params.update(quality=quality, subsampling=subsampling, optimize=False)
     elif fmt == "WEBP":
         params.update(quality=quality, method=4)
     elif fmt == "PNG":
@@ -611,3 +618,109 @@ def _unlink_quietly(p: str) -> None:
         os.unlink(p)
     except OSError:
         pass
+
+
+# --------------------------------------------------------------------------------------------
+# JPEG quality of an input, standard input and output
+# --------------------------------------------------------------------------------------------
+# The IJG (libjpeg) example tables, natural (row-major) order: what libjpeg, Pillow, OpenCV and
+# most cameras scale for a quality setting (ITU-T T.81 Annex K.1).
+_IJG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64)
+_IJG_CHROMA = np.array([
+    17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99,
+    24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32, dtype=np.float64)
+
+
+def _ijg_table(base: np.ndarray, quality: int) -> np.ndarray:
+    """libjpeg's ``jpeg_quality_scaling`` + ``jpeg_add_quant_table`` (baseline: 1..255)."""
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return np.clip(np.floor((base * scale + 50) / 100), 1, 255)
+
+
+def estimate_jpeg_quality(path: os.PathLike | str) -> int | None:
+    """The IJG quality (1-100) whose quantisation tables best match a JPEG file's, or None.
+
+    Reads the file's header only (Pillow parses the DQT segments without decoding pixels).
+    Files written with another scaling (some cameras) get the quality whose tables are closest
+    in log ratio, which gives about the same file size and artefacts when re-encoded with
+    libjpeg. None when the file is not a JPEG or has no usable tables.
+    """
+    try:
+        with PILImage.open(path) as pil:
+            if pil.format not in ("JPEG", "MPO"):
+                return None
+            tables = getattr(pil, "quantization", None) or {}
+    except Exception:  # any unreadable file: the caller falls back to its default quality
+        return None
+    ids = sorted(tables)
+    if not ids or any(len(tables[i]) != 64 for i in ids):
+        return None
+    actual = [np.log(np.maximum(np.asarray(tables[i], dtype=np.float64), 1)) for i in ids[:2]]
+    bases = [_IJG_LUMA, _IJG_CHROMA][:len(actual)]
+
+    def error(q: int) -> float:
+        return sum(float(np.abs(a - np.log(_ijg_table(b, q))).sum()) for a, b in zip(actual, bases))
+
+    # the highest quality among equally good ones: at the bottom of the scale, tables clipped
+    # at 255 make several qualities identical
+    return min(range(100, 0, -1), key=error)
+
+
+def jpeg_subsampling(path: os.PathLike | str) -> int | None:
+    """A JPEG's chroma subsampling as Pillow's ``subsampling`` value (0 = 4:4:4, 1 = 4:2:2,
+    2 = 4:2:0), or None when it is not a JPEG or unknown."""
+    from PIL import JpegImagePlugin
+
+    try:
+        with PILImage.open(path) as pil:
+            if pil.format not in ("JPEG", "MPO"):
+                return None
+            value = JpegImagePlugin.get_sampling(pil)
+    except Exception:  # unreadable: the caller uses its default
+        return None
+    return value if value in (0, 1, 2) else None
+
+
+def spool_stream(stream, folder: os.PathLike | str, *, name: str = "stdin") -> Path:
+    """Copy a byte stream (standard input) into a new file in ``folder``, in 1 MiB chunks (memory
+    stays bounded whatever the stream's size), so it can be read like any image file."""
+    fd, tmp = tempfile.mkstemp(prefix=f"{name}.", dir=folder)
+    with os.fdopen(fd, "wb") as f:
+        while True:
+            chunk = stream.read(1 << 20)
+            if not chunk:
+                break
+            f.write(chunk)
+    return Path(tmp)
+
+
+def encode_image(pixels: np.ndarray, format: str, *, like: ImageFile | None = None, quality: int = 95,
+                 subsampling: int | None = None) -> bytes:
+    """The bytes :func:`write_image` would write for ``pixels`` in ``format`` (for standard output).
+
+    Parameters
+    ----------
+    pixels : (H, W[, C]) ndarray
+        As for :func:`write_image`.
+    format : str
+        ``"JPEG"``, ``"PNG"``, ``"TIFF"``, ``"BMP"`` or ``"WEBP"`` (``"JPG"`` accepted).
+    like : ImageFile, optional
+        Source image whose EXIF and ICC profile are copied.
+    """
+    fmt = format.upper()
+    fmt = "JPEG" if fmt == "JPG" else fmt
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    arr = np.asarray(pixels)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"pixels must be (H, W) or (H, W, 1..4), got shape {arr.shape}")
+    return _encode(_to_storable(arr, fmt), fmt, quality=int(quality), exif=like.exif if like else None,
+                   icc=like.icc if like else None, subsampling=subsampling)

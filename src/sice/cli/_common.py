@@ -4,15 +4,22 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+import unicodedata
 
 import click
 
 from ..errors import SiceError
 
 
+#: Import name -> the package ``pip install`` wants, where they differ.
+PIP_NAMES = {"cv2": "opencv-contrib-python-headless", "PIL": "pillow", "skimage": "scikit-image",
+             "yaml": "pyyaml", "google": "protobuf"}
+
+
 def report_errors(fn):
     """Decorator for click command bodies: a :class:`SiceError` (or OSError) becomes
-    ``sice: error: <message>`` on stderr and exit status 1 — one line, no traceback."""
+    ``sice: error: <message>`` on stderr and exit status 1 — one line, no traceback. A missing
+    Python package becomes one line naming the ``pip install`` that brings it."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -20,6 +27,13 @@ def report_errors(fn):
             return fn(*args, **kwargs)
         except SiceError as exc:
             _fail(str(exc))
+        except ModuleNotFoundError as exc:
+            if not exc.name or exc.name.split(".")[0] == "sice":
+                raise  # a bug in sice itself, not an installation problem
+            top = exc.name.split(".")[0]
+            package = PIP_NAMES.get(top, top)
+            _fail(f"this command needs the Python package '{package}', which is not installed here: "
+                  f"pip install {package}")
         except OSError as exc:
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             _fail(f"{where}{exc.strerror or exc}")
@@ -30,9 +44,31 @@ def report_errors(fn):
     return wrapper
 
 
+def one_line(text) -> str:
+    """``text`` made safe to print inside one line of a message.
+
+    Control characters (newline, carriage return, tab, escape, the C1 range) and the Unicode
+    line and paragraph separators, and the surrogates that stand for undecodable bytes of a
+    file name, become visible escapes (``\\n``, ``\\x1b``, ``\\u2028``), so
+    a file name can neither split a message nor forge a ``sice: failed:`` line of its own.
+    Other text (spaces, accents, backslashes) is returned unchanged.
+    """
+    return "".join(_escape(c) if _is_control(c) else c for c in str(text))
+
+
+def _is_control(c: str) -> bool:
+    # Cc: C0, DEL, C1; Zl/Zp: U+2028/U+2029, which some terminals and editors break lines on;
+    # Cs: the lone surrogates that stand for undecodable bytes of a file name (not printable)
+    return unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs")
+
+
+def _escape(c: str) -> str:
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c) or (
+        f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
 def _fail(message: str) -> None:
-    message = " ".join(str(message).split())  # always one line
-    click.echo(f"sice: error: {message}", err=True)
+    click.echo(f"sice: error: {one_line(message)}", err=True)
     sys.exit(1)
 
 
@@ -47,16 +83,18 @@ class BatchReport:
         self.ok += 1
 
     def failure(self, item: str, reason: str) -> None:
-        self.failed.append((item, " ".join(str(reason).split())))
+        self.failed.append((one_line(item), one_line(reason)))
 
     def summary(self, what: str = "files") -> str:
         return f"{self.ok} {what} done, {len(self.failed)} failed"
 
-    def finish(self, what: str = "files") -> None:
-        """Print failures and the summary to stderr; exit 1 if anything failed."""
+    def finish(self, what: str = "files", *, summary: bool = True) -> None:
+        """Print failures and (unless ``summary`` is False) the summary to stderr; exit 1 if
+        anything failed."""
         for item, reason in self.failed:
             click.echo(f"sice: failed: {item}: {reason}", err=True)
-        click.echo(self.summary(what), err=True)
+        if summary:
+            click.echo(self.summary(what), err=True)
         if self.failed:
             sys.exit(1)
 

@@ -1,128 +1,320 @@
-"""``sice enhance INPUT... -o OUT``: files, folders and globs through one loaded model."""
+"""``sice enhance INPUT... -o OUT``: files, folders, globs and standard input through one loaded model."""
 from __future__ import annotations
 
+import json
+import os
+import sys
+import time
 from pathlib import Path
 
 import click
 
 from ..errors import SiceError
-from ._common import BatchReport, report_errors
+from ._common import BatchReport, one_line, report_errors
+
+_EXAMPLES = """
+\b
+Examples:
+  sice enhance photo.jpg -o out/            one file -> out/photo.jpg
+  sice enhance ~/Pictures/trip -r -o out/   a folder tree; the structure is kept
+  sice enhance "shots/**/*.png" -o out/     a recursive glob (quote it)
+  sice enhance dark.jpg -o bright.jpg --strength 0.6 --compare
+  sice enhance photos/ -o photos/ --suffix _enhanced     beside the inputs
+  cat dark.jpg | sice enhance - -o - > bright.jpg        standard input and output
+"""
 
 
-@click.command(name="enhance")
-@click.argument("inputs", nargs=-1, required=False)
-@click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None,
-              help="Output folder (created if missing), or a file name when there is one input. "
-                   "Default: ./enhanced")
+def _check_device(ctx, param, value: str) -> str:
+    if value == "cpu" or value == "cuda" or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise click.BadParameter(f"{value!r}: use cpu, cuda or cuda:N")
+
+
+@click.command(name="enhance", epilog=_EXAMPLES)
+@click.argument("inputs", nargs=-1, required=False, metavar="[INPUT]...")
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=None, metavar="PATH",
+              help="Output folder (created if missing; default ./enhanced), or one output file when the "
+                   "inputs give one image, or '-' for standard output.")
 @click.option("-m", "--model", default=None, metavar="NAME|PATH",
-              help="Registry name (see 'sice models'), a checkpoint .pt, or an .onnx file. Default: the shipped model.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (torch backend).")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
-              help="auto: onnxruntime when the model has an ONNX form, else torch.")
+              help="Registry name (see 'sice models'), a checkpoint .pt, or an .onnx file. "
+                   "Default: the shipped model.")
+@click.option("-s", "--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="How much of the model's change to apply, 0-1: its gain field (in stops) and offset field "
+                   "are scaled before they reach the photo (0.5 = half the stops, 0 = the photo unchanged); "
+                   "not a blend of input and output.")
+@click.option("--compare", is_flag=True,
+              help="Also write NAME-compare.EXT next to each output: the input and the output side by side.")
+@click.option("--suffix", default="", metavar="TEXT",
+              help="Add TEXT to each output name: photo.jpg -> photoTEXT.jpg (e.g. --suffix _enhanced). "
+                   "With a suffix, -o may be the input folder.")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders; the folder structure is kept.")
 @click.option("--format", "fmt", type=click.Choice(["same", "jpg", "png", "tif", "webp", "bmp"]), default="same",
               show_default=True, help="Output format.")
-@click.option("-q", "--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
+@click.option("--quality", type=click.IntRange(1, 100), default=None,
+              help="JPEG/WebP quality 1-100. Default: a JPEG keeps its input's quality and chroma subsampling "
+                   "(estimated from its quantisation tables); other outputs 95.")
 @click.option("--overwrite/--skip-existing", default=False, show_default=True,
               help="Existing outputs are complete (writes are atomic), so by default they are skipped: "
                    "re-running an interrupted batch only does what is left.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr: no progress bar, notes or summary.")
+@click.option("-v", "--verbose", is_flag=True, help="One line per file on stderr: input, output, seconds.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON summary on stdout (every input, its output, status, error) "
+                   "instead of the output paths.")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda[:N]", callback=_check_device,
+              help="cuda runs the model with torch on the GPU (an error if CUDA is not available).")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+              help="auto: onnxruntime on the CPU when the model has an ONNX form, else torch.")
 @click.option("--tile", type=click.IntRange(16, None), default=512, show_default=True,
               help="Tile size for full-resolution networks (memory vs. speed).")
 @click.option("--max-pixels", type=click.IntRange(1, None), default=None,
               help="Refuse larger images (default 200 MP or $SICE_MAX_PIXELS).")
-@click.option("--sample", is_flag=True, help="Enhance the package's built-in sample photo (a quick first try).")
+@click.option("--sample", is_flag=True,
+              help="Enhance the package's built-in sample photo (a quick first try; implies --compare).")
 @report_errors
-def command(inputs, output, model, device, backend, recursive, fmt, quality, overwrite, tile, max_pixels, sample):
+def command(inputs, output, model, strength, compare, suffix, recursive, fmt, quality, overwrite, quiet, verbose,
+            as_json, device, backend, tile, max_pixels, sample):
     """Enhance badly exposed photos: under- or over-exposed, any size.
 
-    INPUTS are image files, folders (their images; -r for sub-folders) or glob patterns.
-    Each output keeps the input's name, size, orientation, bit depth and metadata.
-    """
-    from ..enhancement import Enhancer, enhance_file, expand_inputs
-    from ..io import EXTENSIONS, is_image_path
+    INPUTs are image files, folders (their images; -r for sub-folders), glob patterns
+    ("shots/**/*.jpg" searches every depth) or '-' (standard input). Each output keeps the
+    input's name, size, orientation, bit depth and metadata.
 
+    Output names are planned for the whole batch before anything is written: when two inputs
+    would get the same output (IMG_0001.JPG from two folders; a.jpg and a.png with --format png;
+    names that differ only in case), the later one gets a numbered name (IMG_0001-2.JPG) and a
+    note says so. An input is never overwritten. Existing outputs are skipped, so a re-run only
+    does what is left.
+
+    Output paths go to stdout, one per line (--json: one JSON document); progress, notes and
+    errors go to stderr, one line each. The exit status is 1 if any input failed.
+    """
+    from ..batch import STDIO, plan_batch
+
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose exclude each other")
+    if suffix and (os.sep in suffix or "/" in suffix or one_line(suffix) != suffix or suffix.strip() != suffix):
+        raise click.BadParameter(f"{one_line(suffix)!r}: a suffix is part of a file name (no '/', control "
+                                 "characters or surrounding spaces)", param_hint="--suffix")
     if sample:
         from ..samples import sample_path
 
         inputs = tuple(inputs) + (str(sample_path()),)
+        compare = True
     if not inputs:
-        raise click.UsageError("give at least one INPUT (file, folder or glob), or --sample")
-    single_file_out = (output is not None and len(inputs) == 1 and is_image_path(output)
-                       and not Path(inputs[0]).is_dir() and not output.is_dir())
-    out_dir = output.parent if single_file_out else (output or Path("enhanced"))
-    files, problems = expand_inputs(inputs, recursive=recursive, exclude=None if single_file_out else out_dir)
-    report = BatchReport()
-    for item, reason in problems:
-        report.failure(item, reason)
-    if not files:
-        inside = [i for i in inputs if Path(i).is_dir() and _is_within(out_dir, Path(i)) or
-                  Path(i).is_dir() and _is_within(Path(i), out_dir)]
-        if inside and not problems:
-            raise SiceError(f"{out_dir}: the output folder is (or is inside) the input folder {inside[0]}; "
-                            "its images would be taken for outputs - choose another -o")
-        report.finish()
-        raise SiceError("no input images found")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SiceError(f"{out_dir}: cannot create output folder: {exc.strerror or exc}") from None
+        raise click.UsageError("give at least one INPUT (file, folder, glob or '-'), or --sample")
+    if as_json and output is not None and str(output) == STDIO:
+        raise click.UsageError("--json prints to standard output, which -o - already uses for the image")
+    plan = plan_batch(inputs, output, recursive=recursive, fmt=fmt, suffix=suffix, compare=compare)
+    run = _Run(quiet=quiet, verbose=verbose, as_json=as_json,
+               options=dict(model=model, device=device, backend=backend, tile=tile, strength=strength,
+                            quality=quality, max_pixels=max_pixels, fmt=fmt, overwrite=overwrite))
+    for item, reason in plan.failures:
+        run.failed(item, reason)
+    if plan.jobs and str(plan.jobs[0].source) == STDIO:
+        run.stdin_job(plan.jobs[0])
+    else:
+        run.batch(plan)
+    if sample and plan.jobs and plan.jobs[-1].compare is not None and plan.jobs[-1].compare.exists():
+        run.note(f"the sample input is {plan.jobs[-1].source}; {plan.jobs[-1].compare} shows it (before) "
+                 "next to its enhanced version (after)")
+    run.finish(single=len(plan.jobs) + len(plan.failures) <= 1)
 
-    _remove_stale_temp_files(out_dir, recursive)
-    enhancer = Enhancer(model, device=device, backend=backend, tile=tile)
-    ext_for = {"jpg": ".jpg", "png": ".png", "tif": ".tif", "webp": ".webp", "bmp": ".bmp"}
-    skipped = 0
-    progress = _progress(files)
-    for src, rel in progress:
-        if single_file_out:
-            dst = output
-        else:
-            dst = out_dir / rel
-            if fmt != "same":
-                dst = dst.with_suffix(ext_for[fmt])
-            elif dst.suffix.lower() not in EXTENSIONS:
-                dst = dst.with_suffix(".png")
-        if dst.exists() and not overwrite and not single_file_out:
-            skipped += 1
-            continue
+
+class _Run:
+    """One ``sice enhance`` run: what it prints where, what it records for --json."""
+
+    def __init__(self, *, quiet: bool, verbose: bool, as_json: bool, options: dict):
+        self.quiet, self.verbose, self.as_json = quiet, verbose, as_json
+        self.options = options
+        self.report = BatchReport()
+        self.records: list[dict] = []
+        self.skipped = 0
+        self.enhancer = None
+
+    # -- recording ------------------------------------------------------------------------------
+    def record(self, source, output, status, *, compare=None, renamed_from=None, quality=None, seconds=None,
+               error=None) -> None:
+        self.records.append({
+            "input": str(source), "output": None if output is None else str(output), "status": status,
+            "compare": None if compare is None else str(compare),
+            "renamed_from": None if renamed_from is None else str(renamed_from),
+            "quality": quality, "seconds": None if seconds is None else round(seconds, 3), "error": error})
+
+    def failed(self, item, reason, job=None) -> None:
+        self.report.failure(str(item), reason)
+        self.record(item, job.output if job else None, "failed", compare=job.compare if job else None,
+                    renamed_from=job.renamed_from if job else None, error=reason)
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(f"sice: {one_line(text)}", err=True)
+
+    def output_path(self, path) -> None:
+        """An output's path on stdout: the line scripts read (escaped like every message)."""
+        if not self.as_json:
+            click.echo(one_line(path))
+
+    # -- the work ---------------------------------------------------------------------------------
+    def load(self):
+        if self.enhancer is None:
+            from ..enhancement import Enhancer
+
+            o = self.options
+            self.enhancer = Enhancer(o["model"], device=o["device"], backend=o["backend"], tile=o["tile"])
+            if self.verbose:
+                self.note(f"model {self.enhancer.name} ({self.enhancer.backend} backend, {o['device']})")
+        return self.enhancer
+
+    def batch(self, plan) -> None:
+        from ..batch import collision_note, stat_problem
+
+        if not plan.jobs and not plan.failures:
+            raise SiceError("no input images found")
+        todo = []
+        for job in plan.jobs:
+            if job.renamed_from is not None:
+                self.note(f"renamed: {collision_note(job, plan.jobs)}")
+            problem = stat_problem(job.source)
+            if problem is not None:
+                self.failed(job.source, problem, job)
+            elif not (self.options["overwrite"] or plan.single_file) and all(t.exists() for t in job.targets()):
+                # (a file named with -o is what the user asked for: it is always written)
+                self.skipped += 1
+                self.record(job.source, job.output, "skipped", compare=job.compare, renamed_from=job.renamed_from)
+                if self.verbose:
+                    self.note(f"{job.source} -> {job.output} (exists: skipped)")
+                self.output_path(job.output)
+            else:
+                todo.append(job)
+        if not todo:
+            return
+        if plan.out_dir is not None:
+            try:
+                plan.out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SiceError(f"{plan.out_dir}: cannot create output folder: {exc.strerror or exc}") from None
+        _remove_stale_temp_files([job for job in todo if str(job.output) != "-"])
+        self.load()
+        for job in _progress(todo, enabled=not (self.quiet or self.verbose)):
+            self.one(job)
+
+    def one(self, job) -> None:
+        from ..enhancement import enhance_file, jpeg_settings
+
+        o = self.options
+        start = time.perf_counter()
         try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            enhance_file(src, dst, enhancer=enhancer, quality=quality, max_pixels=max_pixels)
-            report.success()
+            if str(job.output) == "-":
+                self.to_stdout(job.source)
+            else:
+                for target in job.targets():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                enhance_file(job.source, job.output, enhancer=self.enhancer, strength=o["strength"],
+                             quality=o["quality"], compare=job.compare, max_pixels=o["max_pixels"])
         except Exception as exc:  # one bad file must not stop a library-sized batch
-            reason = str(exc) if isinstance(exc, SiceError) else f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, SiceError) and reason.startswith(str(src)):
-                reason = reason[len(str(src)) + 2:]
-            report.failure(str(src), reason)
-    if skipped:
-        click.echo(f"skipped {skipped} existing output(s) (use --overwrite to redo them)", err=True)
-    if len(files) > 1 or report.failed or skipped:
-        report.finish()
-    elif single_file_out or len(files) == 1:
-        click.echo(str(dst), err=True)
+            self.failed(job.source, _reason(exc, job.source), job)
+            return
+        seconds = time.perf_counter() - start
+        self.report.success()
+        quality = None
+        if str(job.output) != "-" and job.output.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".webp"):
+            quality = jpeg_settings(job.source, job.output, o["quality"])[0]
+        self.record(job.source, job.output, "written", compare=job.compare, renamed_from=job.renamed_from,
+                    quality=quality, seconds=seconds)
+        if self.verbose:
+            self.note(f"{job.source} -> {job.output} ({seconds:.2f} s)")
+        if str(job.output) != "-":
+            self.output_path(job.output)
+
+    def to_stdout(self, src: Path) -> None:
+        """Enhance ``src`` and write the encoded image to standard output."""
+        from ..batch import FORMAT_EXTENSIONS
+        from ..enhancement import jpeg_settings
+        from ..io import encode_image, format_for_path, read_image
+
+        o = self.options
+        if sys.stdout.isatty():
+            raise SiceError("refusing to write image data to a terminal: redirect standard output, or give -o FILE")
+        image = read_image(src, max_pixels=o["max_pixels"])
+        out = self.load().enhance_pixels(image.pixels, strength=o["strength"])
+        fmt = format_for_path("x" + FORMAT_EXTENSIONS[o["fmt"]]) if o["fmt"] != "same" else image.format
+        q, subsampling = jpeg_settings(src, "x.jpg" if fmt == "JPEG" else "x.png", o["quality"])
+        data = encode_image(out, fmt, like=image, quality=q, subsampling=subsampling)
+        stream = click.get_binary_stream("stdout")
+        stream.write(data)
+        stream.flush()
+
+    def stdin_job(self, job) -> None:
+        """``-`` as the input: standard input is spooled to a temporary file and read like one;
+        messages name it ``<stdin>``."""
+        import tempfile
+
+        from ..io import spool_stream
+
+        with tempfile.TemporaryDirectory(prefix="sice-stdin-") as folder:
+            src = spool_stream(click.get_binary_stream("stdin"), folder)
+            job.source = src
+            try:
+                self.one(job)
+            finally:
+                for r in self.records:
+                    r["input"] = "-"
+                    if r["error"]:
+                        r["error"] = r["error"].replace(str(src), "<stdin>")
+                self.report.failed = [("<stdin>", reason.replace(str(src), "<stdin>"))
+                                      for _, reason in self.report.failed]
+
+    # -- the end ------------------------------------------------------------------------------------
+    def finish(self, *, single: bool) -> None:
+        if self.as_json:
+            e = self.enhancer
+            click.echo(json.dumps({
+                "model": e.name if e else None, "backend": e.backend if e else None,
+                "device": self.options["device"], "strength": self.options["strength"],
+                "written": self.report.ok, "skipped": self.skipped, "failed": len(self.report.failed),
+                "files": self.records}, indent=2))
+        if self.skipped:
+            self.note(f"skipped {self.skipped} existing output(s) (use --overwrite to redo them)")
+        if self.report.failed or (not single and not self.quiet) or self.skipped:
+            self.report.finish(summary=not self.quiet)
 
 
-def _is_within(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except (ValueError, OSError):
-        return False
+def _reason(exc: Exception, src: Path) -> str:
+    """An exception as the reason of a ``sice: failed: <src>: <reason>`` line (without repeating src)."""
+    reason = str(exc) if isinstance(exc, SiceError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SiceError) and reason.startswith(f"{src}: "):
+        reason = reason[len(str(src)) + 2:]
+    return reason
 
 
-def _remove_stale_temp_files(out_dir: Path, recursive: bool) -> None:
+def _remove_stale_temp_files(jobs) -> None:
     """A killed run can leave hidden ``.<name>.<random>.part`` files (never outputs: they are
-    renamed into place only when complete); clear them so re-runs leave a clean folder."""
-    pattern = "**/.*.part" if recursive else ".*.part"
-    for p in out_dir.glob(pattern):
+    renamed into place only when complete); clear those of this batch's outputs so re-runs leave
+    a clean folder. Only names of planned outputs are touched, never other files."""
+    by_folder: dict[Path, set[str]] = {}
+    for job in jobs:
+        for target in job.targets():
+            by_folder.setdefault(target.parent, set()).add(target.name)
+    for folder, names in by_folder.items():
         try:
-            p.unlink()
+            entries = list(os.scandir(folder))
         except OSError:
-            pass
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") and entry.name.endswith(".part") and \
+                    entry.name[1:].rsplit(".", 2)[0] in names:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
 
 
-def _progress(files):
-    if len(files) <= 1:
-        return files
+def _progress(jobs, *, enabled: bool):
+    """A progress bar over the jobs that do work (skipped outputs are not counted), on a
+    terminal only."""
+    if len(jobs) <= 1 or not enabled:
+        return jobs
     from tqdm import tqdm
 
-    return tqdm(files, unit="img", desc="enhance", dynamic_ncols=True)
+    return tqdm(jobs, unit="img", desc="enhance", dynamic_ncols=True, disable=None)

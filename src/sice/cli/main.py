@@ -11,7 +11,7 @@ import sys
 import click
 
 from .. import __version__
-from ._common import LazyGroup
+from ._common import LazyGroup, one_line
 
 # name -> (module, attribute, one-line help). The single table that feeds the CLI.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -34,8 +34,7 @@ def cli():
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    text = " ".join(str(message).split())
-    print(f"sice: warning: {text}", file=file or sys.stderr)
+    print(f"sice: warning: {one_line(message)}", file=file or sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -112,10 +112,11 @@ def apply_affine(coeffs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     (B, 3, H, W) tensor
         ``out_o = sum_i A[o, i] * x_i + A[o, 3]``, unclipped.
     """
-    if coeffs.ndim != 4 or coeffs.shape[1] != 12:
-        raise ValueError(f"coeffs must be (B, 12, H, W), got shape {tuple(coeffs.shape)}")
-    if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2:] != coeffs.shape[-2:]:
-        raise ValueError(f"x must be (B, 3, H, W) matching coeffs {tuple(coeffs.shape)}, got {tuple(x.shape)}")
+    if not torch.jit.is_tracing():  # shape checks are Python control flow: not part of an exported graph
+        if coeffs.ndim != 4 or coeffs.shape[1] != 12:
+            raise ValueError(f"coeffs must be (B, 12, H, W), got shape {tuple(coeffs.shape)}")
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2:] != coeffs.shape[-2:]:
+            raise ValueError(f"x must be (B, 3, H, W) matching coeffs {tuple(coeffs.shape)}, got {tuple(x.shape)}")
     b, _, h, w = coeffs.shape
     a = coeffs.reshape(b, 3, 4, h, w)
     return (a[:, :, :3] * x[:, None]).sum(2) + a[:, :, 3]

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ModelError
-from ..weights import DEFAULT_MODEL, shipped_file
+from ..weights import resolve_alias, shipped_file
 from ._registry import create_model, list_models
 
 FORMAT = "sice-checkpoint"
@@ -109,8 +109,8 @@ def load_model(name_or_path: str | os.PathLike) -> nn.Module:
     name is spelled with the suffix ``:untrained``; otherwise :class:`ModelError` says so.
     """
     s = os.fspath(name_or_path)
-    if s == "default" or s.startswith("default:"):
-        s = DEFAULT_MODEL + s[len("default"):]
+    if not os.path.exists(s):
+        s = resolve_alias(s)
     if os.path.sep in s or s.endswith(".pt") or os.path.exists(s):
         return load_checkpoint(s)
     if s.endswith(":untrained"):

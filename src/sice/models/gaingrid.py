@@ -239,7 +239,7 @@ class GainGridOnnx(nn.Module):
 
 @register_model(ModelConfig(
     name="gaingrid",
-    description="sice's default: bilateral grid of per-channel gains from a 256-px thumbnail, "
+    description="bilateral grid of per-channel gains from a 256-px thumbnail (a member of the shipped default), "
                 "applied at full resolution (under- and over-exposure, any size, fast on CPU)",
     fully_convolutional=False,
     paper="this package; after HDRNet (Gharbi et al. 2017) and SICE Model 3 (Cai et al. 2018)",
