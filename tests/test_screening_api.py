@@ -1,13 +1,10 @@
 """The screening web app over HTTP: blind candidates, votes, resume, and the security edges."""
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -18,6 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import synthetic_scene
+from live_server import command_server
 
 from sice.errors import DatasetError
 from sice.io import write_image
@@ -320,36 +318,9 @@ def test_cli_on_a_folder_without_candidates_is_one_line_error(tmp_path):
 
 
 # ------------------------------------------------------------------- a real server process
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
 def server_process(dataset: Path):
-    """``sice screen DATASET`` in a subprocess; yields its base URL once it answers."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "sice", "screen", str(dataset), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stdout.read().decode()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/api/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError("server did not start in 60 s")
-            time.sleep(0.1)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdout.close()
+    """``sice screen DATASET`` in a subprocess; yields (process, base URL) once it answers."""
+    return command_server("screen", str(dataset), health="/api/health", startup=60)
 
 
 def test_acknowledged_vote_survives_kill_9(dataset):
