@@ -1,13 +1,10 @@
 """The screening web app over HTTP: blind candidates, votes, resume, and the security edges."""
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -18,6 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import synthetic_scene
+from live_server import command_server
 
 from sice.errors import DatasetError
 from sice.io import write_image
@@ -184,9 +182,45 @@ def test_request_size_and_content_type_limits(client, dataset):
     assert client.post("/api/votes", content=big, headers={"content-type": "application/json"}).status_code == 413
     # A cross-site form can send text/plain without a CORS preflight: it must not vote.
     ok = '{"rater": "Ann", "scene": "1", "candidate": null}'
-    assert client.post("/api/votes", content=ok, headers={"content-type": "text/plain"}).status_code == 422
+    r = client.post("/api/votes", content=ok, headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and r.json() == {"detail": "a vote must be sent as application/json"}
     assert client.get("/api/scenes", params={"rater": "x" * 300}).status_code == 422
     assert VoteStore(dataset / "screening.sqlite").history() == []
+
+
+@pytest.mark.parametrize("body, message", [
+    ('{"rater": NaN, "scene": "1", "candidate": null}', "NaN is not a JSON value"),
+    ('{"rater": "Ann", "scene": "1", "candidate": Infinity}', "Infinity is not a JSON value"),
+    ('{"rater": "Ann", "scene": "1", "candidate": null, "x": -Infinity}', "-Infinity is not a JSON value"),
+    ('{"rater": "Ann", "scene": "1", "candidate": null, "x": 1e999}', "too large for a float"),
+    ('{"rater": "Ann\\ud800", "scene": "1", "candidate": null}', "lone UTF-16 surrogate"),
+    ('{"rater": "Ann", "scene": "\\udfff", "candidate": null}', "lone UTF-16 surrogate"),
+    ('{"rater": "Ann", "scene": "1", "candidate": "\\udc00abc"}', "lone UTF-16 surrogate"),
+    ('{"\\ud800": 1, "rater": "Ann", "scene": "1", "candidate": null}', "lone UTF-16 surrogate"),
+    (b'{"rater": "Ann\xff", "scene": "1", "candidate": null}', "body is not UTF-8 (invalid byte at offset 14)"),
+    ("[" * 2000 + "]" * 2000, "nested too deeply"),
+    ('{"rater": "Ann", "scene": "1", "candidate": null', "body is not valid JSON"),
+])
+def test_votes_must_be_strict_json(client, dataset, body, message):
+    # Each of these was a 500 with a traceback (FastAPI echoed NaN in its 422, SQLite could not
+    # encode the surrogate): now a 400 whose one-line detail names the problem.
+    r = client.post("/api/votes", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert message in r.json()["detail"] and "\n" not in r.json()["detail"]
+    assert VoteStore(dataset / "screening.sqlite").history() == []
+    # A surrogate *pair* is a real character and is fine; so is the rest of JSON.
+    ok = '{"rater": "Ann \\ud83d\\ude00", "scene": "1", "candidate": null, "x": [1.5e3, true]}'
+    assert client.post("/api/votes", content=ok, headers={"content-type": "application/json"}).status_code == 200
+    assert VoteStore(dataset / "screening.sqlite").latest_votes() == {("Ann \U0001F600", "1"): None}
+
+
+def test_validation_errors_are_one_line_json(client):
+    r = client.post("/api/votes", json={"rater": "Ann", "scene": "1", "candidate": 7})
+    assert r.status_code == 422 and r.json() == {"detail": "candidate: Input should be a valid string"}
+    r = client.post("/api/votes", json=[1, 2])
+    assert r.status_code == 422 and isinstance(r.json()["detail"], str)
+    r = client.get("/api/scenes")  # rater missing
+    assert r.status_code == 422 and r.json() == {"detail": "rater: Field required"}
 
 
 @pytest.mark.parametrize("path", [
@@ -262,10 +296,10 @@ def test_names_reach_the_page_only_as_json(client):
 
 
 def test_cli_warns_when_not_on_loopback(dataset, monkeypatch):
-    import uvicorn
+    from sice import webserver
 
     served = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    monkeypatch.setattr(webserver, "run_server", lambda app, **kw: served.update(app=app, **kw))
     out = CliRunner().invoke(screen_command, [str(dataset), "--host", "0.0.0.0", "--port", "9999"])
     assert out.exit_code == 0, out.output
     assert "warning: listening on 0.0.0.0, not on loopback" in out.stderr
@@ -284,36 +318,9 @@ def test_cli_on_a_folder_without_candidates_is_one_line_error(tmp_path):
 
 
 # ------------------------------------------------------------------- a real server process
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
 def server_process(dataset: Path):
-    """``sice screen DATASET`` in a subprocess; yields its base URL once it answers."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "sice", "screen", str(dataset), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stdout.read().decode()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/api/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError("server did not start in 60 s")
-            time.sleep(0.1)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdout.close()
+    """``sice screen DATASET`` in a subprocess; yields (process, base URL) once it answers."""
+    return command_server("screen", str(dataset), health="/api/health", startup=60)
 
 
 def test_acknowledged_vote_survives_kill_9(dataset):
@@ -340,3 +347,125 @@ def test_acknowledged_vote_survives_kill_9(dataset):
     store = VoteStore(db)
     name_of = {store.opaque_id("1", g): g for g in GENERATORS}
     assert rows == [("Ann", "1", name_of[i]) for i in acked] + [("Ben", "2", None)]
+
+
+# ------------------------------------------------------------------- the vote database's file
+@pytest.mark.parametrize("planted", ["screening.sqlite", "screening.sqlite-wal", "screening.sqlite-shm",
+                                     "screening.sqlite-journal"])
+def test_a_database_symlink_planted_in_the_dataset_is_refused(tmp_path, planted):
+    ds = make_dataset(tmp_path / "ds", scenes=["1"])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "victim"
+    os.symlink(target, ds / planted)  # dangling: SQLite would create the file out there
+    with pytest.raises(DatasetError, match=f"^{ds / planted}: is a symbolic link; refusing to open"):
+        create_app(ds)
+    out = CliRunner().invoke(screen_command, [str(ds)])
+    assert out.exit_code == 1 and out.stderr.startswith(f"sice: error: {ds / planted}: is a symbolic link")
+    assert out.stderr.count("\n") == 1
+    with pytest.raises(DatasetError, match="is a symbolic link"):  # --results reads through the same store
+        VoteStore(ds / "screening.sqlite")
+    assert list(outside.iterdir()) == []
+    # A link to an existing database outside is refused too, and that database is not touched.
+    (ds / planted).unlink()
+    if planted == "screening.sqlite":
+        VoteStore(target).record("Old", "1", None)
+        before = target.read_bytes()
+        os.symlink(target, ds / planted)
+        with pytest.raises(DatasetError, match="is a symbolic link"):
+            create_app(ds)
+        assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_database_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    ds = make_dataset(tmp_path / "ds", scenes=["1"])
+    db = ds / "screening.sqlite"
+    db.mkdir() if kind == "folder" else os.mkfifo(db)  # a FIFO would hang SQLite's open
+    with pytest.raises(DatasetError, match=f"^{db}: is not a regular file"):
+        create_app(ds)
+
+
+def test_a_database_swapped_for_a_symlink_while_serving_stores_nothing_outside(tmp_path):
+    ds = make_dataset(tmp_path / "ds", scenes=["1"])
+    client = TestClient(create_app(ds), base_url="http://127.0.0.1")
+    vote = {"rater": "Ann", "scene": "1", "candidate": None}
+    assert client.post("/api/votes", json=vote).status_code == 200
+    outside = tmp_path / "elsewhere.sqlite"
+    os.replace(ds / "screening.sqlite", outside)
+    os.symlink(outside, ds / "screening.sqlite")
+    size = outside.stat().st_size
+    r = client.post("/api/votes", json=vote)
+    assert r.status_code == 503 and "is a symbolic link" in r.json()["detail"]
+    assert outside.stat().st_size == size and not (tmp_path / "elsewhere.sqlite-wal").exists()
+
+
+# ------------------------------------------------------------------- a real server's connections
+def test_idle_and_slow_sockets_do_not_block_voting_and_are_closed(dataset):
+    """200 idle TCP connections (the old cap was 64, and uvicorn never closed a silent one)
+    and 20 that stall half-way through their request head: votes still go through at once, and
+    the server drops the stalled connections after its header timeout."""
+    from live_server import live_server
+
+    from sice.webserver import ServerLimits
+
+    limits = ServerLimits(header_timeout=1.5)
+    with live_server(create_app(dataset), limits) as url:
+        port = int(url.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        for s in slow:
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        try:
+            with httpx.Client(base_url=url, timeout=10) as http:
+                t0 = time.monotonic()
+                ids = [c["id"] for c in http.get("/api/scenes/1", params={"rater": "Ann"}).json()["candidates"]]
+                for cid in ids:
+                    r = http.post("/api/votes", json={"rater": "Ann", "scene": "1", "candidate": cid})
+                    assert r.status_code == 200, r.text
+                assert time.monotonic() - t0 < 5  # was: every vote blocked (503) while the sockets stayed
+            # Every idle and stalled socket is closed by the server (EOF) soon after the timeout.
+            deadline = time.monotonic() + 15
+            for s in idle + slow:
+                s.settimeout(max(0.1, deadline - time.monotonic()))
+                assert s.recv(1024) == b""
+            assert time.monotonic() < deadline
+        finally:
+            for s in idle + slow:
+                s.close()
+    assert len(VoteStore(dataset / "screening.sqlite").history()) == len(ids)
+
+
+def test_head_timeout_runs_per_request_and_keep_alive_idles_longer(dataset):
+    """After a response, an idle connection is kept for the keep-alive timeout; one that starts
+    its next request head and stalls is dropped after the (shorter) header timeout."""
+    from live_server import live_server
+
+    from sice.webserver import ServerLimits
+
+    def first_response(port):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while not data.endswith(b"}"):
+            data += s.recv(4096)
+        assert data.startswith(b"HTTP/1.1 200")
+        return s
+
+    with live_server(create_app(dataset), ServerLimits(header_timeout=1.0, keep_alive_timeout=4.0)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        stalled, idle = first_response(port), first_response(port)
+        t0 = time.monotonic()
+        stalled.sendall(b"GET /api/health HTTP/1.1\r\nHo")
+        stalled.settimeout(10)
+        assert stalled.recv(1024) == b""
+        assert 0.8 < time.monotonic() - t0 < 3.0  # the header timeout, not keep-alive
+        idle.setblocking(False)
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - t0)))
+        with pytest.raises(BlockingIOError):  # still open (no EOF) after twice the header timeout
+            idle.recv(1024)
+        idle.settimeout(10)
+        assert idle.recv(1024) == b""  # closed by the keep-alive timeout
+        assert 3.5 < time.monotonic() - t0 < 8
+        stalled.close()
+        idle.close()

@@ -295,6 +295,48 @@ def enhance_file(src: os.PathLike | str, dst: os.PathLike | str, *, model: Any =
     return path
 
 
+def enhance_to_bytes(src: os.PathLike | str, *, enhancer: Enhancer, strength: float = 1.0,
+                     quality: int | None = None, max_pixels: int | None = None,
+                     format: str | None = None) -> tuple[bytes, str]:
+    """Read ``src``, enhance it, and return the encoded result with its format name: the bytes
+    :func:`enhance_file` writes for an output of that format (what ``sice serve`` replies).
+
+    Parameters
+    ----------
+    src : path-like
+        Any image file sice reads.
+    enhancer : Enhancer
+        The loaded model.
+    strength, quality, max_pixels
+        As for :func:`enhance_file` (``quality`` None: a JPEG keeps its input's quality).
+    format : str, optional
+        ``"JPEG"``, ``"PNG"``, ``"TIFF"``, ``"BMP"`` or ``"WEBP"``; default the input's format.
+
+    Returns
+    -------
+    data : bytes
+    format : str
+
+    Raises
+    ------
+    ImageReadError
+        ``src`` cannot be read, is over ``max_pixels``, or is a float image outside [0, 1].
+    ValueError
+        A ``strength`` the model cannot take.
+    """
+    from .io import FORMATS, encode_image, read_image
+
+    image = read_image(src, max_pixels=max_pixels)
+    try:
+        check_float_range(image.pixels)
+    except ValueError as exc:
+        raise ImageReadError(src, str(exc)) from None
+    out = enhancer.enhance_pixels(image.pixels, strength=strength)
+    fmt = format or image.format
+    q, subsampling = jpeg_settings(src, "out" + FORMATS[fmt][0], quality)
+    return encode_image(out, fmt, like=image, quality=q, subsampling=subsampling), fmt
+
+
 def jpeg_settings(src: os.PathLike | str, dst: os.PathLike | str, quality: int | None = None
                   ) -> tuple[int, int | None]:
     """The JPEG/WebP quality and chroma subsampling to write ``dst`` with.
@@ -737,6 +779,7 @@ __all__ = [
     "Enhancer",
     "enhance_array",
     "enhance_file",
+    "enhance_to_bytes",
     "before_after_image",
     "check_float_range",
     "jpeg_settings",

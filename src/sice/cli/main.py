@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("sice.cli.export", "command", "Export a model to ONNX."),
     "build-dataset": ("sice.cli.build_dataset", "command", "Build a SICE-layout dataset from multi-exposure sequences."),
     "screen": ("sice.cli.screen", "command", "Serve the screening page where people choose references."),
+    "serve": ("sice.cli.serve", "command", "Serve an HTTP API that enhances photos (for apps)."),
     "train": ("sice.cli.train", "command", "Train a network on SICE-layout data."),
     "eval": ("sice.cli.eval", "command", "Evaluate methods with a documented protocol."),
     "render": ("sice.cli.render", "command", "Render over- and under-exposed test photos from HDR panoramas."),

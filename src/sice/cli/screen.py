@@ -1,29 +1,13 @@
 """``sice screen``: serve the screening page, or report its results."""
 from __future__ import annotations
 
-import ipaddress
 import sys
 from pathlib import Path
 
 import click
 
+from ..webserver import is_loopback
 from ._common import report_errors
-
-# Enough for a room of raters each with a few parallel image requests; more is a flood.
-MAX_CONNECTIONS = 64
-# Request line + headers; a vote's are a few hundred bytes. Enforced by h11 (chosen explicitly:
-# the httptools parser uvicorn prefers when installed has no such limit).
-MAX_HEADER_BYTES = 16 * 1024
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command(name="screen")
@@ -66,20 +50,17 @@ def _results(dataset: Path, fmt: str, output: Path | None) -> None:
 
 
 def _serve(dataset: Path, host: str, port: int) -> None:
-    import uvicorn
-
-    from ..screening.app import LOOPBACK_HOSTS, create_app
+    from .. import webserver
+    from ..screening.app import create_app
     from ..screening.store import DB_NAME
 
     loopback = is_loopback(host)
     if not loopback:
         click.echo(f"sice: warning: listening on {host}, not on loopback: anyone who can reach this machine "
                    "can see the images and vote under any name", err=True)
-    app = create_app(dataset, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
+    app = create_app(dataset, allowed_hosts=webserver.LOOPBACK_HOSTS if loopback else None)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"screening {len(app.state.scenes)} scenes of {dataset} at http://{shown}:{port}/ "
                f"(votes in {dataset / DB_NAME}); Ctrl+C stops", err=True)
     sys.stderr.flush()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http="h11",
-                h11_max_incomplete_event_size=MAX_HEADER_BYTES, limit_concurrency=MAX_CONNECTIONS,
-                timeout_keep_alive=5)
+    webserver.run_server(app, host=host, port=port)

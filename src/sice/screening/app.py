@@ -21,6 +21,11 @@ path is checked to be inside the dataset again when served (a file swapped for a
 after startup is refused). Request bodies are capped (``max_body_size``) and the Host header
 must name the loopback interface unless the server is deliberately exposed
 (``allowed_hosts``), which blocks DNS-rebinding pages from voting through a rater's browser.
+A vote's body must be strict JSON (:func:`sice.webserver.parse_json_strict`): NaN, Infinity
+and lone surrogates get a 400 naming the problem, a wrong content type 415.
+
+The server's connection limits and timeouts are :mod:`sice.webserver`'s (``sice screen`` runs
+it with :func:`sice.webserver.run_server`).
 """
 from __future__ import annotations
 
@@ -29,23 +34,23 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..errors import SiceError
 from ..io import format_for_path, read_image, write_image
+from ..webserver import (LOOPBACK_HOSTS, HeadLimitMiddleware, JsonBodyError, install_json_errors, parse_json_strict,
+                         validation_message)
 from .scenes import ScreeningScene, inside, list_scenes
 from .store import DB_NAME, MAX_RATER_LENGTH, VoteStore, normalise_rater
 
 STATIC_DIR = Path(__file__).with_name("static")
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 #: A vote is ~200 bytes of JSON; anything much larger is not a vote.
 DEFAULT_MAX_BODY = 4096
-#: Request target + headers. A browser sends about 1 KiB.
-DEFAULT_MAX_HEAD = 8192
+DEFAULT_MAX_HEAD = 8192  # request target + headers; a browser sends about 1 KiB
 # Formats every browser displays; others (TIFF) are converted to PNG when served.
 _BROWSER_FORMATS = {"JPEG", "PNG", "BMP", "WEBP"}
 
@@ -65,6 +70,26 @@ class VoteIn(BaseModel):
     rater: str = Field(min_length=1, max_length=4 * MAX_RATER_LENGTH)
     scene: str = Field(min_length=1, max_length=1024)
     candidate: str | None = Field(max_length=64)  # opaque id; None = "none acceptable"
+
+
+async def strict_vote(request: Request) -> VoteIn:
+    """The vote in the request body, parsed as strict JSON (400/415/422 with a one-line detail).
+
+    FastAPI's own body parsing accepts NaN and lone surrogates and then fails with a 500 when
+    it echoes them in its 422 or when SQLite encodes them.
+    """
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        # also what stops a cross-site form (text/plain needs no CORS preflight) from voting
+        raise HTTPException(415, "a vote must be sent as application/json")
+    try:
+        data = parse_json_strict(await request.body())
+    except JsonBodyError as exc:
+        raise HTTPException(400, str(exc)) from None
+    try:
+        return VoteIn.model_validate(data)
+    except ValidationError as exc:
+        raise HTTPException(422, validation_message(exc.errors())) from None
 
 
 def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | None = None,
@@ -103,9 +128,10 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
                   max_body_size=max_body_size)
     app.state.store = store
     app.state.scenes = scenes
+    install_json_errors(app)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-    app.add_middleware(_HeadLimit, max_bytes=max_head_size)  # added last = runs first
+    app.add_middleware(HeadLimitMiddleware, max_bytes=max_head_size)  # added last = runs first
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -197,7 +223,7 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
         return serve(s.frames[k])
 
     @app.post("/api/votes")
-    def vote(body: VoteIn) -> dict:
+    def vote(body: Annotated[VoteIn, Depends(strict_vote)]) -> dict:
         rater = rater_or_400(body.rater)
         s = scene_or_404(body.scene)
         name = None if body.candidate is None else candidate_or_404(s, body.candidate)
@@ -208,27 +234,6 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
-
-
-class _HeadLimit:
-    """ASGI middleware: 431 for a request whose target and headers exceed ``max_bytes``.
-
-    Written by hand because neither Starlette nor uvicorn caps the total header size (h11's
-    limit only applies while a request is incomplete in its buffer).
-    """
-
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
-            size += sum(len(k) + len(v) for k, v in scope["headers"])
-            if size > self.max_bytes:
-                await PlainTextResponse("Request header fields too large", status_code=431)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def _letter(i: int) -> str:

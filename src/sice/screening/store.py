@@ -18,6 +18,11 @@ after its commit, so an acknowledged vote survives a ``kill -9`` of the server (
 as far as the disk honours fsync). Several server threads and several raters write at once: each
 call opens its own short-lived connection and waits up to ``BUSY_TIMEOUT_MS`` for the write lock.
 
+The database and its companions (``-wal``, ``-shm``, ``-journal``) must be regular files, not
+symbolic links: SQLite follows links, so a ``screening.sqlite`` link planted in a downloaded
+dataset would make the server write wherever it points. They are checked every time a
+connection opens.
+
 ``winners`` is the contract with ``sice build-dataset --select votes``.
 """
 from __future__ import annotations
@@ -27,6 +32,7 @@ import hmac
 import os
 import secrets
 import sqlite3
+import stat
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -88,7 +94,37 @@ def normalise_rater(name: str) -> str:
     return clean
 
 
+#: Files SQLite opens beside the database (WAL mode uses the first two).
+_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def check_database_path(db_path: Path) -> None:
+    """Refuse a database path (or a companion file) that is a symbolic link or not a regular file.
+
+    Missing files are fine (SQLite creates them). Python's sqlite3 cannot pass
+    ``SQLITE_OPEN_NOFOLLOW``, so this is checked by hand before each connection.
+
+    Raises
+    ------
+    DatasetError
+        Naming the file and what it is.
+    """
+    for path in (db_path, *(db_path.with_name(db_path.name + suffix) for suffix in _COMPANIONS)):
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot check the screening database: {exc.strerror or exc}") from None
+        if stat.S_ISLNK(mode):
+            raise DatasetError(f"{path}: is a symbolic link; refusing to open the screening database through it "
+                               "(votes would be written wherever it points)")
+        if not stat.S_ISREG(mode):
+            raise DatasetError(f"{path}: is not a regular file; refusing to use it for the screening database")
+
+
 def _connect(db_path: Path) -> sqlite3.Connection:
+    check_database_path(db_path)
     conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     # synchronous is per connection (not stored in the file): set it on every one.
     conn.execute("PRAGMA synchronous=FULL")
@@ -107,7 +143,8 @@ class VoteStore:
     Raises
     ------
     DatasetError
-        If the file cannot be opened or created, or is not a screening database.
+        If the file cannot be opened or created, is a symbolic link or not a regular file, or is
+        not a screening database.
     """
 
     def __init__(self, db_path: os.PathLike | str):
