@@ -8,7 +8,7 @@ import torch
 
 from sice.enhancement import Enhancer, apply_tone, gain_inputs
 from sice.models import create_model
-from sice.models.tonegrid import MAX_CHROMA, TOE, knot_positions, luma, toe
+from sice.models.tonegrid import MAX_CHROMA, SHOULDER_SLOPE, TOE_SLOPE, knot_positions, luma
 
 
 def _random_model(seed: int = 0, scale: float = 1.0):
@@ -55,7 +55,7 @@ def test_black_stays_black_and_white_stays_white_whatever_the_weights(seed):
 def test_output_luma_is_monotone_in_input_luma_at_every_pixel(seed):
     # One fixed thumbnail (so one fixed grid of curves), uniform grey images of increasing
     # level: at every pixel the output luma may not go down while the input goes up (positive
-    # curve increments; the toe keeps it so near black).
+    # curve increments).
     model = _random_model(seed, scale=1.5)
     thumb = torch.rand(1, 3, 256, 256)
     levels = torch.linspace(0, 1, 129)
@@ -65,23 +65,64 @@ def test_output_luma_is_monotone_in_input_luma_at_every_pixel(seed):
     assert torch.all(outs[1:] - outs[:-1] >= -1e-5)
 
 
-def test_the_toe_keeps_near_black_pixels_near_black_under_a_strong_lift():
+def _documented_high(y: np.ndarray) -> np.ndarray:
+    """slope_bounds' upper bounds as its docstring states them: log 2 + log 8 (1 - c)^2 at a
+    segment centred on c, log 4 on the first segment."""
+    c = (y[1:] + y[:-1]) / 2
+    high = np.log(2) + np.log(8) * (1 - c) ** 2
+    high[0] = np.log(4)
+    return high
+
+
+def _extreme_curve(signs: np.ndarray) -> torch.nn.Module:
+    """A tonegrid whose segment slopes sit at their bounds: +1 -> upper, -1 -> lower."""
     model = create_model("tonegrid").eval()
     with torch.no_grad():
-        model.to_grid.bias[0] = 6.0  # the first curve segment takes almost all: a huge lift
-    # by hand: the logits are the bias plus log(knot spacing) (identity curve at zero), so the
-    # first increment is e^6 d0 / (e^6 d0 + 1 - d0), d0 the first knot's luma; below that knot
-    # the curve is a line through 0: its gain is that increment / d0
-    d0 = float(knot_positions(16)[1])
-    lift = np.exp(6.0) / (np.exp(6.0) * d0 + 1 - d0)  # 52
-    x = torch.full((1, 3, 32, 32), 2 / 255)
+        model.to_grid.bias[:15] = torch.tensor(signs * 1e4, dtype=torch.float32)
+    return model
+
+
+def _grey_out(model, level: float) -> float:
+    x = torch.full((1, 3, 8, 8), level)
     with torch.no_grad():
-        y = model(x)
-    # 2/255 gets the lift to the power toe(2/255) = smoothstep((2/255) / TOE)
-    t = (2 / 255 / TOE) ** 2 * (3 - 2 * 2 / 255 / TOE)
-    assert float(toe(torch.tensor(2 / 255))) == pytest.approx(t, rel=1e-5)
-    assert float(y.max()) * 255 == pytest.approx(2 * lift ** t, rel=1e-3)
-    assert float(y.max()) * 255 < 4  # instead of 104 without the toe
+        return float(luma(model(x)).mean())
+
+
+@pytest.mark.parametrize("rest", [1, -1])
+def test_the_first_segment_keeps_black_near_black_under_the_strongest_lift(rest):
+    y = knot_positions(16).double().numpy()
+    high = _documented_high(y)
+    d = np.diff(y)
+    signs = np.full(15, float(rest))
+    signs[0] = 1  # the first segment as steep as allowed; the rest all steep or all flat
+    slopes = np.where(signs > 0, np.exp(high), 0.5)
+    scale = float(np.sum(slopes * d))  # the curve is divided by this to end at 1
+    first_slope = min(4 / scale, TOE_SLOPE)  # then held to TOE_SLOPE
+    model = _extreme_curve(signs)
+    assert _grey_out(model, 2 / 255) == pytest.approx(2 / 255 * first_slope, rel=1e-3)
+    assert _grey_out(model, 2 / 255) * 255 <= 2 * TOE_SLOPE + 1e-3
+
+
+def test_dark_tones_above_the_toe_can_be_lifted_a_lot():
+    signs = -np.ones(15)
+    signs[:2] = 1  # 3 stops at 10/255, where an under-exposed photo's shadows are
+    assert _grey_out(_extreme_curve(signs), 0.04) / 0.04 > 8
+
+
+def test_the_shoulder_rolls_highlights_off_without_a_cliff():
+    y = knot_positions(16).double().numpy()
+    high = _documented_high(y)
+    signs = -np.ones(15)
+    signs[-1] = 1  # everything darkened, the last segment as steep as allowed
+    model = _extreme_curve(signs)
+    d = np.diff(y)
+    scale = 0.5 * d[:-1].sum() + np.exp(high[-1]) * d[-1]
+    last = min(np.exp(high[-1]) / scale, SHOULDER_SLOPE) * d[-1]  # held to SHOULDER_SLOPE
+    below = 1 - last  # the output at the last knot below white
+    assert _grey_out(model, float(y[-2])) == pytest.approx(below, rel=1e-3)
+    assert (1 - below) / (1 - y[-2]) <= SHOULDER_SLOPE + 1e-6
+    # the segment below it is no cliff either: 0.5 / scale, scaled up by what the last lost
+    assert _grey_out(model, 1.0) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_chroma_gain_is_bounded_by_max_chroma():

@@ -13,9 +13,13 @@ photographer's tools cannot do that by accident: "curves" are monotone and keep 
   under-exposed photo and the highlights of an over-exposed one, where all their pixels are,
   get the same resolution. Between cells the curves are blended bilinearly, which keeps both
   properties. The curve starts as the identity.
-* **A black toe.** Within ``TOE`` (about 8/255) of black a lifting gain fades to 1 (in the log
-  domain, ``g ** smoothstep(Y / TOE)``): a lifted shadow keeps its black level instead of
-  turning JPEG noise and blocks into charcoal.
+* **Bounded slopes: a shoulder and a toe.** Each segment's slope is bounded (:func:`slope_bounds`,
+  about 2x near white and up to 14x just above black, before the curve is scaled to end at 1),
+  and after scaling the first segment (black to 4/255) is held to :data:`TOE_SLOPE` and the last
+  (from 251/255 to white) to :data:`SHOULDER_SLOPE`. Darkening an over-exposed photo then rolls
+  its highlights off into white instead of cutting a cliff that turns the JPEG noise next to a
+  clipped sky into speckles, and a lifted shadow keeps its black level instead of turning noise
+  and JPEG blocks into charcoal.
 * **Colour follows the luma, with a bounded chroma gain.** ``out = Y' + s (x - Y)``: the luma
   ``Y`` goes to ``Y' = g Y``, and the chroma ``x - Y`` is scaled by ``s = min(g 2**c, MAX_CHROMA)``,
   ``c`` a learned per-cell saturation correction within +-``MAX_SATURATION`` stops. No per-channel
@@ -51,8 +55,11 @@ from .gaingrid import GainGrid
 
 #: Rec. 601 luma weights (the whole package's luma: :func:`sice.imageops.luminance`).
 REC601 = (0.299, 0.587, 0.114)
-#: Luma below which the gain fades to 1 (smoothstep): about 8/255, the black level of a JPEG.
-TOE = 0.03
+#: Largest slope of the first curve segment (black to the first knot, 4/255): input black
+#: (luma <= 2/255) stays below 6/255.
+TOE_SLOPE = 3.0
+#: Largest slope of the last curve segment (251/255 to white).
+SHOULDER_SLOPE = 2.5
 #: Bound of the learned saturation correction, in stops of chroma gain relative to luma gain.
 MAX_SATURATION = 1.0
 #: Largest chroma gain: a shadow lifted by more than 2 stops gets its colour lifted by 2 stops
@@ -83,10 +90,20 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     return r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
 
 
-def toe(y: torch.Tensor) -> torch.Tensor:
-    """Smoothstep from 0 at black to 1 at luma :data:`TOE`: the share of the luma gain applied."""
-    t = (y / TOE).clamp(0, 1)
-    return t * t * (3 - 2 * t)
+def slope_bounds(knot_luma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(low, high)`` natural-log bounds of each segment's slope, before the curve is scaled to
+    end at 1 (so the final slopes are these over the scale, about 0.5..2 for real curves).
+
+    ``low`` is log(1/2) everywhere (no tone range is crushed flat). ``high`` is log 2 + log 8
+    (1 - c)^2 at a segment centred on luma ``c``: 14x just above black, 3.4x at mid-grey, 2x at
+    white (the shoulder) - except the first segment (black to the first knot, 4/255), at log 4
+    (the toe: black stays near black). The end segments are held again after scaling
+    (:data:`TOE_SLOPE`, :data:`SHOULDER_SLOPE`).
+    """
+    centre = (knot_luma[1:] + knot_luma[:-1]) / 2
+    high = math.log(2.0) + math.log(8.0) * (1 - centre) ** 2
+    high[0] = math.log(4.0)
+    return torch.full_like(high, math.log(0.5)), high
 
 
 class ToneGrid(GainGrid):
@@ -114,9 +131,12 @@ class ToneGrid(GainGrid):
         y = knot_positions(knots)
         # derived from ``knots``: not saved in checkpoints
         self.register_buffer("knot_luma", y, persistent=False)
-        self.first_knot = float(y[1])
+        self.first_knot, self.last_knot = float(y[1]), float(y[-2])
         # the increments of the identity curve: the network's zero output starts there
         self.register_buffer("identity_logits", torch.log(y[1:] - y[:-1]), persistent=False)
+        low, high = slope_bounds(y)
+        self.register_buffer("slope_low", low, persistent=False)
+        self.register_buffer("slope_high", high, persistent=False)
         # knots - 1 curve increments, then knots saturation corrections (one per luma level)
         self.to_grid = nn.Conv2d(width, 2 * knots - 1, 1)
         nn.init.zeros_(self.to_grid.weight)  # identity curve, no saturation change
@@ -131,7 +151,19 @@ class ToneGrid(GainGrid):
         glob = self.global_fc(self.global_conv(f))
         z = self.to_grid(F.relu(self.local(f) + glob[:, :, None, None]))
         k = self.knots
-        steps = torch.softmax(z[:, :k - 1] + self.identity_logits.view(1, -1, 1, 1), dim=1)
+        # log slopes within [slope_low, slope_high] (tanh on each side of 0, so 0 -> identity)
+        raw = z[:, :k - 1]
+        high, low = self.slope_high.view(1, -1, 1, 1), self.slope_low.view(1, -1, 1, 1)
+        log_slope = torch.where(raw > 0, high * torch.tanh(raw / high), low * torch.tanh(raw / low))
+        # increments = slope x knot spacing, scaled to sum to 1: a softmax of the log increments
+        steps = torch.softmax(log_slope + self.identity_logits.view(1, -1, 1, 1), dim=1)
+        # The scaling can steepen the end segments (up to 2x); hold them to the toe and
+        # shoulder slopes and give what they lose to the middle ones: still increasing, still 1.
+        first, last, middle = steps[:, :1], steps[:, -1:], steps[:, 1:-1]
+        first_held = torch.minimum(first, TOE_SLOPE * self.first_knot * torch.ones_like(first))
+        last_held = torch.minimum(last, SHOULDER_SLOPE * (1 - self.last_knot) * torch.ones_like(last))
+        middle = middle * ((1 - first_held - last_held) / (1 - first - last).clamp_min(1e-6))
+        steps = torch.cat([first_held, middle, last_held], dim=1)
         ends = torch.zeros_like(steps[:, :1])
         # cumulative sums of positive steps: increasing; the last knot is exactly 1, not a
         # float sum that might land at 0.9999999
@@ -156,13 +188,7 @@ class ToneGrid(GainGrid):
         # Below the first knot the curve is a straight line through 0, so its ratio to the
         # input is that of the first knot: evaluate at max(y, first knot), never divide by ~0.
         y_safe = y.clamp_min(self.first_knot)
-        ratio = bilateral_slice(curve, self.knot_coordinate(y_safe)) / y_safe
-        # The toe blends a lift towards 1 in the log domain, g ** toe: even the largest lift the
-        # curve allows (60x, a first segment that reaches the top) leaves 2/255 below 4/255.
-        # Only lifts: a darkening curve is left alone (g ** toe with g < 1 could bend the curve
-        # backwards); either way the result stays monotone and continuous at g = 1.
-        log_g = torch.log(ratio.clamp_min(1e-6))
-        g = torch.exp(log_g.clamp_max(0) + F.relu(log_g) * toe(y))
+        g = bilateral_slice(curve, self.knot_coordinate(y_safe)) / y_safe
         c = bilateral_slice(saturation, self.knot_coordinate(y))
         s = torch.minimum(g * torch.exp(c * math.log(2.0)), torch.full_like(g, MAX_CHROMA))
         return g, s
