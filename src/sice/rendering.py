@@ -24,11 +24,13 @@ import numpy as np
 
 from .exposure import linear_to_srgb
 
-__all__ = ["horizon_views", "expose", "render_set", "UNDER_EVS", "OVER_EVS"]
+__all__ = ["horizon_views", "expose", "render_set", "render_brackets", "UNDER_EVS", "OVER_EVS", "BRACKET_EVS"]
 
 #: Exposures of the rendered set (EV relative to the median-at-middle-grey exposure).
 UNDER_EVS = (-4.0, -2.5)
 OVER_EVS = (1.5, 2.5)
+#: Exposures of a rendered multi-exposure sequence (``sice render --brackets``).
+BRACKET_EVS = (-3.0, -1.5, 0.0, 1.5, 3.0)
 #: Sensor noise in linear light: variance = SHOT * signal + READ**2 (signal 1 = sensor white).
 #: SHOT = 1/4000 is a full well of about 4000 electrons, READ a few electrons: a phone-sized
 #: pixel at a moderate ISO.
@@ -119,3 +121,35 @@ def render_set(sources: Sequence[os.PathLike | str], out_dir: os.PathLike | str,
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     written.append(write_image(dst, pixels, quality=quality))
     return written
+
+
+def render_brackets(sources: Sequence[os.PathLike | str], out_dir: os.PathLike | str, *,
+                    evs: Sequence[float] = BRACKET_EVS, views: int = 3, noise: bool = True,
+                    quality: int = 90) -> list[Path]:
+    """Render every view of every panorama as a multi-exposure sequence, in the layout
+    ``sice build-dataset`` reads: ``out_dir/<panorama>-<view>/<k>.jpg``, k = 1..n from the
+    darkest EV to the brightest. A dataset built from them has CC0 labels that may be shown
+    in committed figures (docs/dataset.md).
+
+    Returns
+    -------
+    list of Path
+        The scene folders written.
+    """
+    from .io import read_radiance, write_image
+
+    evs = sorted(float(e) for e in evs)
+    if len(evs) < 2:
+        raise ValueError(f"a sequence needs at least 2 exposures, got {evs}")
+    out_dir = Path(out_dir)
+    scenes = []
+    for src in sources:
+        src = Path(src)
+        for k, view in enumerate(horizon_views(read_radiance(src), views), start=1):
+            folder = out_dir / f"{src.stem}-{k}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, ev in enumerate(evs, start=1):
+                pixels = expose(view, ev, noise=noise, seed=_seed(f"{folder.name}_ev{ev:+g}"))
+                write_image(folder / f"{i}.jpg", pixels, quality=quality)
+            scenes.append(folder)
+    return scenes

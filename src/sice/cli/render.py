@@ -24,15 +24,18 @@ def _evs(value: str) -> list[float]:
 @click.option("--views", type=click.IntRange(1, 12), default=3, show_default=True,
               help="Views per panorama (evenly spaced headings on its horizon band).")
 @click.option("--noise/--no-noise", default=True, show_default=True, help="Sensor noise in linear light.")
+@click.option("--brackets", default=None, metavar="EVS",
+              help="Instead: multi-exposure sequences at these EVs (e.g. -3,-1.5,0,1.5,3), one folder "
+                   "per view, in the layout 'sice build-dataset' reads.")
 @report_errors
-def command(sources, output, under, over, views, noise):
+def command(sources, output, under, over, views, noise, brackets):
     """Render badly exposed JPEG test photos from HDR panoramas (.exr; folders are searched).
 
     Every view of every panorama at every EV: exposed so that its median is middle grey at 0 EV,
     sensor noise, sRGB, 8 bit, JPEG quality 90 (docs/evaluation.md). The same inputs give the
     same files; score them without labels with `sice eval OUT -p photos`.
     """
-    from ..rendering import render_set
+    from ..rendering import render_brackets, render_set
 
     files = []
     for s in sources:
@@ -40,6 +43,10 @@ def command(sources, output, under, over, views, noise):
     if not files:
         raise click.UsageError("no .exr file among the SOURCES")
     try:
+        if brackets is not None:
+            scenes = render_brackets(files, output, evs=_evs(brackets), views=views, noise=noise)
+            click.echo(f"rendered {len(scenes)} sequences from {len(files)} panoramas into {output}", err=True)
+            return
         written = render_set(files, output, under=_evs(under), over=_evs(over), views=views, noise=noise)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
