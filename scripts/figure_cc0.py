@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sice.evaluation.report import caption, join_grid
+from sice.evaluation.report import caption, join_grid, tile
 from sice.evaluation.runner import resolve_method
 from sice.exposure import linear_to_srgb
 from sice.io import write_image
@@ -54,9 +54,7 @@ def render(radiance: np.ndarray, ev: float) -> np.ndarray:
 
 
 def to_tile(rgb: np.ndarray) -> np.ndarray:
-    w = round(rgb.shape[1] * HEIGHT / rgb.shape[0])
-    small = cv2.resize(np.clip(rgb, 0, 1), (w, HEIGHT), interpolation=cv2.INTER_AREA)
-    return np.round(small * 255).astype(np.uint8)
+    return tile(rgb, HEIGHT)
 
 
 def main(argv=None) -> None:

@@ -31,7 +31,7 @@ from .metrics import METRICS
 from .protocols import PROTOCOLS
 from .runner import EvalResult, Record
 
-__all__ = ["summarise", "write_report", "caption", "join_grid", "COLOUR_NOTE"]
+__all__ = ["summarise", "write_report", "caption", "join_grid", "tile", "tone_summary", "COLOUR_NOTE"]
 
 #: What every table states about the numbers.
 COLOUR_NOTE = ("Scores are computed on sRGB-encoded RGB values in [0, 1] (data range 1.0), after "
@@ -326,8 +326,8 @@ def _plot_psnr(summary: dict, path: Path) -> Path:
     for k, (method, per) in enumerate(summary.items()):
         pts = sorted((int(lv), row["psnr"]["mean"]) for lv, row in per.items()
                      if _level_key(lv)[0] == 0 and np.isfinite(row["psnr"]["mean"]))
-        # under- and over-exposed levels are separate curves: no protocol has a level 0 to
-        # draw a line across
+        # under- and over-exposed levels are separate curves: a line from -1 to +1 would cross
+        # a level 0 that protocols other than "all" never score
         label = method
         for side in ([p for p in pts if p[0] < 0], [p for p in pts if p[0] >= 0]):
             if side:
@@ -360,6 +360,15 @@ def caption(tile: np.ndarray, text: str) -> np.ndarray:
     cv2.putText(band, text[: max(4, tile.shape[1] // 7)], (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                 (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([band, tile], axis=0)
+
+
+def tile(rgb: np.ndarray, height: int) -> np.ndarray:
+    """Float RGB in [0, 1] -> a uint8 tile ``height`` rows high, aspect kept (INTER_AREA)."""
+    import cv2
+
+    width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
+    small = cv2.resize(np.clip(np.asarray(rgb, np.float32), 0, 1), (width, height), interpolation=cv2.INTER_AREA)
+    return (small * 255 + 0.5).astype(np.uint8)
 
 
 def join_grid(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:

@@ -13,13 +13,18 @@ photographer's tools cannot do that by accident: "curves" are monotone and keep 
   under-exposed photo and the highlights of an over-exposed one, where all their pixels are,
   get the same resolution. Between cells the curves are blended bilinearly, which keeps both
   properties. The curve starts as the identity.
-* **Bounded slopes: a shoulder and a toe.** Each segment's slope is bounded (:func:`slope_bounds`,
-  about 2x near white and up to 14x just above black, before the curve is scaled to end at 1),
-  and after scaling the first segment (black to 4/255) is held to :data:`TOE_SLOPE` and the last
-  (from 251/255 to white) to :data:`SHOULDER_SLOPE`. Darkening an over-exposed photo then rolls
-  its highlights off into white instead of cutting a cliff that turns the JPEG noise next to a
-  clipped sky into speckles, and a lifted shadow keeps its black level instead of turning noise
-  and JPEG blocks into charcoal.
+* **Curves of the regions, gains for the pixels.** The curve is read at the *base* luma, an
+  edge-preserving smoothing of the luma (a guided filter, :func:`base_luma`), and the pixel gets
+  the curve's ratio there as a gain: ``g = f(Y_b) / Y_b``. Darkening an over-exposed photo with
+  white pinned needs a steep curve just below white; read at each pixel's own luma, that steep
+  part turned the JPEG noise next to a clipped sky into speckles and hard contours (the first
+  trained tonegrid did). Read at the base, a clipped sky is white as a region, the darkened
+  scene next to it is darker as a region, their edge stays sharp, and the noise within each is
+  scaled by the gain (below 1), not by the slope (local tone mapping, Durand & Dorsey 2002).
+* **A toe and a shoulder.** The first segment (black to 4/255) is held to a slope of
+  :data:`TOE_SLOPE`: a lifted shadow keeps its black level instead of turning noise and JPEG
+  blocks into charcoal. The top segments (from 0.88 up) are held to :data:`SHOULDER_SLOPE`, so the
+  little noise left in the base luma is not multiplied by a near-vertical shoulder either.
 * **Colour follows the luma, with a bounded chroma gain.** ``out = Y' + s (x - Y)``: the luma
   ``Y`` goes to ``Y' = g Y``, and the chroma ``x - Y`` is scaled by ``s = min(g 2**c, MAX_CHROMA)``,
   ``c`` a learned per-cell saturation correction within +-``MAX_SATURATION`` stops. No per-channel
@@ -36,9 +41,12 @@ References
 ----------
 .. [1] M. Gharbi, J. Chen, J. T. Barron, S. W. Hasinoff, F. Durand, "Deep Bilateral Learning for
    Real-Time Image Enhancement", ACM TOG 36(4), 2017 (grid and slicing).
-.. [2] C. Guo, C. Li, J. Guo, C. C. Loy, J. Hou, S. Kwong, R. Cong, "Zero-Reference Deep Curve
+.. [2] K. He, J. Sun, X. Tang, "Guided Image Filtering", IEEE TPAMI 35(6), 2013 (the base).
+.. [3] F. Durand, J. Dorsey, "Fast Bilateral Filtering for the Display of High-Dynamic-Range
+   Images", ACM TOG 21(3), 2002 (curve on the base, gain on the detail).
+.. [4] C. Guo, C. Li, J. Guo, C. C. Loy, J. Hou, S. Kwong, R. Cong, "Zero-Reference Deep Curve
    Estimation for Low-Light Image Enhancement", CVPR 2020 (pixel-wise curves pinned at 0 and 1).
-.. [3] J. Cai, S. Gu, L. Zhang, "Learning a Deep Single Image Contrast Enhancer from
+.. [5] J. Cai, S. Gu, L. Zhang, "Learning a Deep Single Image Contrast Enhancer from
    Multi-Exposure Images", IEEE TIP 27(4), 2018.
 """
 from __future__ import annotations
@@ -58,8 +66,14 @@ REC601 = (0.299, 0.587, 0.114)
 #: Largest slope of the first curve segment (black to the first knot, 4/255): input black
 #: (luma <= 2/255) stays below 6/255.
 TOE_SLOPE = 3.0
-#: Largest slope of the last curve segment (251/255 to white).
-SHOULDER_SLOPE = 2.5
+#: Largest slope of the curve's top segments (those starting at SHOULDER_START = 0.88 and up):
+#: an over-exposed photo can still be darkened a lot (0.88 down to 0.4) with white pinned,
+#: but never with a cliff that would amplify the noise next to a clipped sky.
+SHOULDER_SLOPE, SHOULDER_START = 5.0, 0.88
+#: Guided filter of the base luma: window radius (pixels of the image the fields are computed
+#: at: 256 in training, up to ``work_size`` for photos) and regulariser (an edge of luma contrast
+#: well above sqrt(BASE_EPS) = 0.045 is kept, noise well below it is smoothed).
+BASE_RADIUS, BASE_EPS = 2, 0.002
 #: Bound of the learned saturation correction, in stops of chroma gain relative to luma gain.
 MAX_SATURATION = 1.0
 #: Largest chroma gain: a shadow lifted by more than 2 stops gets its colour lifted by 2 stops
@@ -90,20 +104,35 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     return r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
 
 
-def slope_bounds(knot_luma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(low, high)`` natural-log bounds of each segment's slope, before the curve is scaled to
-    end at 1 (so the final slopes are these over the scale, about 0.5..2 for real curves).
+def max_increments(knot_luma: torch.Tensor) -> torch.Tensor:
+    """Largest increment of each curve segment: :data:`TOE_SLOPE` x its width for the first
+    (black to 4/255), :data:`SHOULDER_SLOPE` x its width for those starting at or above
+    :data:`SHOULDER_START`, no limit (inf) for the others."""
+    width = knot_luma[1:] - knot_luma[:-1]
+    cap = torch.full_like(width, math.inf)
+    cap[0] = TOE_SLOPE * width[0]
+    top = knot_luma[:-1] >= SHOULDER_START
+    cap[top] = SHOULDER_SLOPE * width[top]
+    return cap
 
-    ``low`` is log(1/2) everywhere (no tone range is crushed flat). ``high`` is log 2 + log 8
-    (1 - c)^2 at a segment centred on luma ``c``: 14x just above black, 3.4x at mid-grey, 2x at
-    white (the shoulder) - except the first segment (black to the first knot, 4/255), at log 4
-    (the toe: black stays near black). The end segments are held again after scaling
-    (:data:`TOE_SLOPE`, :data:`SHOULDER_SLOPE`).
+
+def _box(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over a (2r + 1)^2 window, edge-replicated at the borders (ONNX: Pad + AveragePool;
+    replicate, unlike reflect, works on images smaller than the window, down to 1x1)."""
+    return F.avg_pool2d(F.pad(x, (radius,) * 4, mode="replicate"), 2 * radius + 1, stride=1)
+
+
+def base_luma(y: torch.Tensor, radius: int = BASE_RADIUS, eps: float = BASE_EPS) -> torch.Tensor:
+    """Self-guided filter of He, Sun, Tang [2]_ of a (B, 1, H, W) luma: edge-preserving smoothing.
+
+    Per window ``a = var / (var + eps)``, ``b = (1 - a) mean``; the output is ``mean(a) y +
+    mean(b)``. A flat region (white sky, black floor) is returned as it is, a step much larger
+    than ``sqrt(eps)`` stays a step, and fine noise is averaged away.
     """
-    centre = (knot_luma[1:] + knot_luma[:-1]) / 2
-    high = math.log(2.0) + math.log(8.0) * (1 - centre) ** 2
-    high[0] = math.log(4.0)
-    return torch.full_like(high, math.log(0.5)), high
+    mean = _box(y, radius)
+    var = (_box(y * y, radius) - mean * mean).clamp_min(0)
+    a = var / (var + eps)
+    return _box(a, radius) * y + _box((1 - a) * mean, radius)
 
 
 class ToneGrid(GainGrid):
@@ -131,12 +160,10 @@ class ToneGrid(GainGrid):
         y = knot_positions(knots)
         # derived from ``knots``: not saved in checkpoints
         self.register_buffer("knot_luma", y, persistent=False)
-        self.first_knot, self.last_knot = float(y[1]), float(y[-2])
+        self.first_knot = float(y[1])
         # the increments of the identity curve: the network's zero output starts there
         self.register_buffer("identity_logits", torch.log(y[1:] - y[:-1]), persistent=False)
-        low, high = slope_bounds(y)
-        self.register_buffer("slope_low", low, persistent=False)
-        self.register_buffer("slope_high", high, persistent=False)
+        self.register_buffer("max_increment", max_increments(y), persistent=False)
         # knots - 1 curve increments, then knots saturation corrections (one per luma level)
         self.to_grid = nn.Conv2d(width, 2 * knots - 1, 1)
         nn.init.zeros_(self.to_grid.weight)  # identity curve, no saturation change
@@ -151,19 +178,17 @@ class ToneGrid(GainGrid):
         glob = self.global_fc(self.global_conv(f))
         z = self.to_grid(F.relu(self.local(f) + glob[:, :, None, None]))
         k = self.knots
-        # log slopes within [slope_low, slope_high] (tanh on each side of 0, so 0 -> identity)
-        raw = z[:, :k - 1]
-        high, low = self.slope_high.view(1, -1, 1, 1), self.slope_low.view(1, -1, 1, 1)
-        log_slope = torch.where(raw > 0, high * torch.tanh(raw / high), low * torch.tanh(raw / low))
-        # increments = slope x knot spacing, scaled to sum to 1: a softmax of the log increments
-        steps = torch.softmax(log_slope + self.identity_logits.view(1, -1, 1, 1), dim=1)
-        # The scaling can steepen the end segments (up to 2x); hold them to the toe and
-        # shoulder slopes and give what they lose to the middle ones: still increasing, still 1.
-        first, last, middle = steps[:, :1], steps[:, -1:], steps[:, 1:-1]
-        first_held = torch.minimum(first, TOE_SLOPE * self.first_knot * torch.ones_like(first))
-        last_held = torch.minimum(last, SHOULDER_SLOPE * (1 - self.last_knot) * torch.ones_like(last))
-        middle = middle * ((1 - first_held - last_held) / (1 - first - last).clamp_min(1e-6))
-        steps = torch.cat([first_held, middle, last_held], dim=1)
+        # increments: positive, summing to 1 (a softmax; zero logits give the identity curve)
+        steps = torch.softmax(z[:, :k - 1] + self.identity_logits.view(1, -1, 1, 1), dim=1)
+        # the toe and the shoulder: segments with a slope limit are held to it; what they lose
+        # goes to the free ones in proportion to their increments (plus a trace of the
+        # identity's, should they all be ~0): still increasing, still summing to 1
+        cap = self.max_increment.view(1, -1, 1, 1)
+        held = torch.minimum(steps, cap)
+        free = torch.isinf(cap).to(steps.dtype)
+        share = free * (steps + 1e-6 * torch.exp(self.identity_logits).view(1, -1, 1, 1))
+        excess = (steps - held).sum(dim=1, keepdim=True)
+        steps = held + excess * share / share.sum(dim=1, keepdim=True)
         ends = torch.zeros_like(steps[:, :1])
         # cumulative sums of positive steps: increasing; the last knot is exactly 1, not a
         # float sum that might land at 0.9999999
@@ -184,12 +209,12 @@ class ToneGrid(GainGrid):
         The output is ``s * work + (g - s) * luma(work)``: see the module notes.
         """
         curve, saturation = self.grid(thumb)
-        y = luma(work.clamp(0, 1))
+        y = base_luma(luma(work.clamp(0, 1)))
         # Below the first knot the curve is a straight line through 0, so its ratio to the
         # input is that of the first knot: evaluate at max(y, first knot), never divide by ~0.
         y_safe = y.clamp_min(self.first_knot)
         g = bilateral_slice(curve, self.knot_coordinate(y_safe)) / y_safe
-        c = bilateral_slice(saturation, self.knot_coordinate(y))
+        c = bilateral_slice(saturation, self.knot_coordinate(y.clamp(0, 1)))
         s = torch.minimum(g * torch.exp(c * math.log(2.0)), torch.full_like(g, MAX_CHROMA))
         return g, s
 
