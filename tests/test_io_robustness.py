@@ -8,12 +8,10 @@ JPEG uses ``../shared/data``.
 from __future__ import annotations
 
 import io as _io
-import json
 import os
 import struct
 import subprocess
 import sys
-import textwrap
 import threading
 import warnings
 
@@ -24,6 +22,8 @@ from PIL import Image
 
 from sice import io as sio
 from sice.errors import ImageReadError
+
+from memory_probe import run_measured
 
 GiB = 1 << 30
 
@@ -161,35 +161,21 @@ def test_enhance_batch_with_garbage_files_fails_them_and_does_the_rest(tmp_path)
 
 
 # ---- item 4: memory follows the declared size, not the file size --------------------------------
-_MEASURE = textwrap.dedent("""
-    import json, sys
-    import cv2, numpy as np, simplejpeg, tifffile  # the decoders' own size is not the point
-    from sice import io as sio
-    from sice.errors import ImageReadError
-
-    def peak_mib():
-        # VmHWM: this process image's own peak RSS. getrusage's ru_maxrss would start at the
-        # parent's size (Linux carries it across fork and exec), hiding growth below it.
-        with open("/proc/self/status") as f:
-            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
-
-    before = peak_mib()
-    try:
-        im = sio.read_image(sys.argv[1])
-        result = {"shape": list(im.pixels.shape), "sum": int(im.pixels.astype(np.int64).sum())}
-    except ImageReadError as exc:
-        result = {"error": str(exc)}
-    result["before"] = before
-    result["after"] = peak_mib()
-    print(json.dumps(result))
-""")
-
-
 def _peak_rss_reading(path) -> dict:
     """Read ``path`` in a fresh interpreter; its peak RSS (MiB) after the imports and after reading."""
-    r = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return run_measured(
+        """
+        import cv2, numpy as np, simplejpeg, tifffile  # the decoders' own size is not the point
+        from sice import io as sio
+        from sice.errors import ImageReadError
+        """,
+        """
+        try:
+            im = sio.read_image(sys.argv[1])
+            result = {"shape": list(im.pixels.shape), "sum": int(im.pixels.astype(np.int64).sum())}
+        except ImageReadError as exc:
+            result = {"error": str(exc)}
+        """, path)
 
 
 def _small_file(kind: str, path) -> np.ndarray:

@@ -74,7 +74,7 @@ class Enhancer:
         if self._runner.kind == "gain":
             return self._gain_path(rgb)
         out = self._runner.run(rgb, tile=self.tile, decomposition=self.decomposition)
-        assert out.shape == rgb.shape, (out.shape, rgb.shape)
+        _check_model_output(self.name, "image", out, rgb.shape)
         return out
 
     def _gain_path(self, colour: np.ndarray) -> np.ndarray:
@@ -83,6 +83,9 @@ class Enhancer:
         own dtype (uint8 stays uint8 all the way: this is what makes 20 MP photos fast)."""
         thumb, work = gain_inputs(colour, self._runner.work_size)
         log_gain, offset = self._runner.gain_fields(thumb, work)
+        _check_model_output(self.name, "log2 gains", log_gain, (*log_gain.shape[:2], 3))
+        if offset is not None:
+            _check_model_output(self.name, "offsets", offset, log_gain.shape)
         return apply_log2_gain(colour, log_gain, offset=offset)
 
     def enhance_pixels(self, pixels: np.ndarray) -> np.ndarray:
@@ -113,6 +116,17 @@ class Enhancer:
         if alpha is not None:
             out = np.concatenate([out, alpha.astype(dtype, copy=False)], axis=2)
         return out[..., 0] if squeeze else out
+
+
+def _check_model_output(model: str, what: str, array: np.ndarray, shape: tuple) -> None:
+    """A model's result must have the expected shape and be finite: NaN would be written as
+    black or grey pixels with exit status 0."""
+    if np.shape(array) != tuple(shape):
+        raise ModelError(f"model {model!r} returned {what} of shape {np.shape(array)}, expected {tuple(shape)}")
+    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise ModelError(f"model {model!r} returned {bad} NaN or infinite {what} (of {array.size}) for this "
+                         "image; its weights may be broken")
 
 
 def enhance_array(image: np.ndarray, *, model: Any = None, enhancer: Enhancer | None = None, **kwargs) -> np.ndarray:

@@ -355,7 +355,11 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                 meta["init"] = init_source
             if val:
                 meta["val"] = val
-            save_checkpoint(path, model, meta=meta, extra=extra)
+            try:
+                save_checkpoint(path, model, meta=meta, extra=extra)
+            except ModelError as exc:  # NaN or huge weights: never saved, so last.pt stays good
+                raise _diverged(run_dir, f"the weights diverged by step {step} "
+                                         f"({str(exc).removeprefix(f'{path}: ')})", cfg, last_path) from None
 
         last_plot = time.monotonic() - cfg.run.plot_every_s / 2  # first drawing soon, not at once
         window_loss, window_n = 0.0, 0
@@ -424,9 +428,7 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                 step += 1
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
-                    raise SiceError(f"{run_dir}: the loss became {loss_value} at step {step}; lower optim.lr "
-                                    f"(now {cfg.optim.lr:g}) or set optim.grad_clip (last good: "
-                                    f"{last_path if last_path.exists() else 'none'})")
+                    raise _diverged(run_dir, f"the loss became {loss_value} at step {step}", cfg, last_path)
                 window_loss += loss_value
                 window_n += 1
                 timed_n += 1
@@ -475,6 +477,13 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                            val=val_history, problems=problems, final_loss=loss_value, model=model)
     finally:
         dd.cleanup(info)
+
+
+def _diverged(run_dir: Path, what: str, cfg: TrainConfig, last_path: Path) -> SiceError:
+    """The error that ends a diverged run. Every checkpoint passed the weight check when it was
+    saved (:func:`sice.models.save_checkpoint`), so an existing last.pt is a good one."""
+    return SiceError(f"{run_dir}: {what}; lower optim.lr (now {cfg.optim.lr:g}) or set optim.grad_clip "
+                     f"(last good: {last_path if last_path.exists() else 'none'})")
 
 
 def _aux_cache_dir(setting: str, run_dir: Path) -> Path | None:
