@@ -327,7 +327,7 @@ def _read_regular_file(path: Path) -> bytes:
         raise ModelError(f"{path}: no such file") from None
     except OSError as exc:
         raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    with open(fd, "rb", closefd=True) as f:
+    try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise ModelError(f"{path}: is a folder, not a .caffemodel file")
@@ -339,10 +339,12 @@ def _read_regular_file(path: Path) -> bytes:
             raise ModelError(f"{path}: {st.st_size:,} bytes is more than any SICE network needs "
                              f"(limit {MAX_FILE_BYTES >> 20} MiB; the released models are 2-3 MB)")
         os.set_blocking(fd, True)
-        try:
+        with open(fd, "rb", closefd=False) as f:
             return f.read(st.st_size)
-        except OSError as exc:
-            raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------
