@@ -54,25 +54,25 @@ def image_seeds():
     return fuzzing.image_seeds()
 
 
-@pytest.fixture(scope="module")
-def image_runner(tmp_path_factory):
-    """The fuzzer's worker (spawned, address-space limit, time limit), started once."""
-    runner = fuzzing._Runner("image", tmp_path_factory.mktemp("fuzz-worker"), max_pixels=fuzzing.FUZZ_MAX_PIXELS,
+def _started_runner(target, tmp_path_factory):
+    """The fuzzer's worker (spawned, address-space limit, time limit), started once per module."""
+    runner = fuzzing._Runner(target, tmp_path_factory.mktemp(f"fuzz-{target}-worker"),
+                             max_pixels=fuzzing.FUZZ_MAX_PIXELS,
                              memory=fuzzing.BYTES_PER_PIXEL * fuzzing.FUZZ_MAX_PIXELS + fuzzing.MEMORY_SLACK,
                              timeout=60)
     runner.start()
     yield runner
     runner.stop()
+
+
+@pytest.fixture(scope="module")
+def image_runner(tmp_path_factory):
+    yield from _started_runner("image", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def caffe_runner(tmp_path_factory):
-    runner = fuzzing._Runner("caffe", tmp_path_factory.mktemp("fuzz-caffe-worker"), max_pixels=fuzzing.FUZZ_MAX_PIXELS,
-                             memory=fuzzing.BYTES_PER_PIXEL * fuzzing.FUZZ_MAX_PIXELS + fuzzing.MEMORY_SLACK,
-                             timeout=60)
-    runner.start()
-    yield runner
-    runner.stop()
+    yield from _started_runner("caffe", tmp_path_factory)
 
 
 # --- seeds and mutations ---------------------------------------------------------------------
