@@ -58,8 +58,10 @@ def mean_statistics(image):
 
 def options(*generators, **kw) -> BuildOptions:
     gens = generators or (mean_fusion, middle_frame)
+    # labels are the candidates' bytes here (finish="none"): these tests are about selection;
+    # finishing is tested in tests/test_finishing.py
     return BuildOptions(generators=tuple((g.__name__, g) for g in gens), score=closeness_to_grey,
-                        statistics=mean_statistics, **kw)
+                        statistics=mean_statistics, **{"finish": "none", **kw})
 
 
 def write_bracket(folder: Path, *, size=(48, 64), names=("1.jpg", "2.jpg", "3.jpg"), seed=0) -> list[Path]:

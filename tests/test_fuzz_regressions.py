@@ -54,15 +54,25 @@ def image_seeds():
     return fuzzing.image_seeds()
 
 
-@pytest.fixture(scope="module")
-def image_runner(tmp_path_factory):
-    """The fuzzer's worker (spawned, address-space limit, time limit), started once."""
-    runner = fuzzing._Runner("image", tmp_path_factory.mktemp("fuzz-worker"), max_pixels=fuzzing.FUZZ_MAX_PIXELS,
+def _started_runner(target, tmp_path_factory):
+    """The fuzzer's worker (spawned, address-space limit, time limit), started once per module."""
+    runner = fuzzing._Runner(target, tmp_path_factory.mktemp(f"fuzz-{target}-worker"),
+                             max_pixels=fuzzing.FUZZ_MAX_PIXELS,
                              memory=fuzzing.BYTES_PER_PIXEL * fuzzing.FUZZ_MAX_PIXELS + fuzzing.MEMORY_SLACK,
                              timeout=60)
     runner.start()
     yield runner
     runner.stop()
+
+
+@pytest.fixture(scope="module")
+def image_runner(tmp_path_factory):
+    yield from _started_runner("image", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def caffe_runner(tmp_path_factory):
+    yield from _started_runner("caffe", tmp_path_factory)
 
 
 # --- seeds and mutations ---------------------------------------------------------------------
@@ -75,7 +85,8 @@ def test_image_seeds_are_valid_files_of_every_format(image_seeds, tmp_path):
         formats.add(image.format)
         # 13x9 pixels; EXIF orientations 5-8 turn them upright as 9x13
         rotated = name in ("jpeg-exif", "png-rgb-exif", "tiff-rgb8")  # orientations 6, 8 and 5
-        assert image.pixels.shape[:2] == ((13, 9) if rotated else (9, 13)), name
+        expected = (48, 64) if name == "jpeg-noise" else (13, 9) if rotated else (9, 13)
+        assert image.pixels.shape[:2] == expected, name
     assert formats == {"JPEG", "PNG", "TIFF", "BMP", "WEBP"}
     assert read_image(tmp_path / "png-rgb16").bit_depth == 16 and read_image(tmp_path / "tiff-float").bit_depth == 32
 
@@ -114,6 +125,11 @@ def test_apply_recipe_steps():
     assert fuzzing.apply_recipe(seed, [["int", 3, 0, 1, 0x0102]]) == seed[:3] + b"\x01\x02" + seed[5:]
     assert fuzzing.apply_recipe(seed, [["insert", 10, "ff"]]) == seed + b"\xff"
     assert fuzzing.apply_recipe(seed, [["splice", "x", 2, 1]], {"x": b"abc"}) == seed[:2] + b"bc"
+    jpeg = b"\xff\xd8" + seed
+    assert fuzzing.apply_recipe(jpeg, [["cutend", 5]]) == jpeg[:5] + b"\xff\xd9"  # cut short behind an EOI
+    assert fuzzing.apply_recipe(seed, [["cutend", 5]]) == seed[:5]  # no end marker for unknown formats
+    assert fuzzing.apply_recipe(seed, [["float", 2, 1]]) == seed[:2] + struct.pack("<f", float("inf")) + seed[6:]
+    assert fuzzing.apply_recipe(seed, [["float", 2, 6]]) == seed[:2] + struct.pack(">f", float("-inf")) + seed[6:]
 
 
 def test_png_header_field_mutation_keeps_checksums_valid(image_seeds):
@@ -173,6 +189,34 @@ def test_worker_reports_hangs_and_over_allocation(tmp_path):
         runner.stop()
 
 
+def pillow_decodes(path, max_pixels):
+    """A stand-in reader: how sice decoded JPEGs before issue 16 (Pillow, truncation off)."""
+    from PIL import Image, ImageFile
+
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    with Image.open(path) as im:
+        im.load()
+    return "decoded"
+
+
+def test_cases_with_a_known_outcome_catch_the_old_decoder_and_pass_now(image_runner, caffe_runner, tmp_path):
+    """Issue 16: the fuzzer's fixed cases (cut JPEGs behind an EOI, NaN/Inf float TIFFs, NaN and
+    1e30 weights, crafted caffemodels, special files) are what the readers must reject."""
+    image_cases, caffe_cases = fuzzing.cases("image"), fuzzing.cases("caffe")
+    cut = {n: data for n, (data, _) in image_cases.items() if n.endswith("-then-eoi")}
+    assert len(cut) == 12 and sum(n.startswith("special-") for n in image_cases) == len(fuzzing.SPECIAL_FILES)
+    old = fuzzing._Runner(f"{__name__}:pillow_decodes", tmp_path, max_pixels=1, memory=0, timeout=60)
+    try:
+        for name, data in cut.items():  # Pillow hands back the incomplete pictures: a violation now
+            assert old.run(data)[:2] == ("pass", "decoded"), name
+    finally:
+        old.stop()
+    for runner, known in ((image_runner, image_cases), (caffe_runner, caffe_cases)):
+        for name, (data, expected) in known.items():
+            kind, outcome, detail = runner.run(data)
+            assert (kind, outcome) == ("pass", expected), (name, detail)
+
+
 # --- the crashes -----------------------------------------------------------------------------
 @pytest.mark.parametrize("seed,ops,sha,was", IMAGE_CRASHES,
                          ids=[c[3].split(":")[0] + "-" + c[2][:6] for c in IMAGE_CRASHES])
@@ -219,4 +263,6 @@ def test_fuzz_command_runs_for_the_set_time_and_reports(tmp_path):
     m = re.search(r"sice fuzz image: (\d+) inputs in (\d+) s .*; (\d+) violating inputs, 0 distinct crashes", r.stdout)
     assert m, r.stdout
     assert int(m.group(1)) > 0 and int(m.group(3)) == 0
+    cases = re.search(r"(\d+) of (\d+) cases with a known outcome as required", r.stdout)
+    assert cases and cases.group(1) == cases.group(2) and int(cases.group(2)) >= 20, r.stdout
     assert not (tmp_path / "crashes").exists()

@@ -194,9 +194,6 @@ def test_train_killed_after_a_checkpoint_then_resumed(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known gap (training owner): a resumed `sice train` does not delete the "
-                   "temp files (.last.pt.*.tmp, .config.toml.*) that a run killed while saving left behind; "
-                   "build-dataset and enhance do")
 def test_resume_clears_temp_files_of_a_killed_save(tmp_path):
     from sice.training import load_config, train
 

@@ -28,8 +28,8 @@ from test_dataset_build import write_bracket
 MODEL = "gaingrid:untrained"
 
 
-def _mount(point: Path, *options: str) -> None:
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(("size=64k",) + options), "tmpfs", str(point)],
+def _mount(point: Path, *options: str, size: str = "64k") -> None:
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join((f"size={size}",) + options), "tmpfs", str(point)],
                        capture_output=True, text=True)
     if r.returncode:
         pytest.skip(f"cannot mount a tmpfs at {point} ({r.stderr.strip() or r.returncode}): needs root")
@@ -254,3 +254,34 @@ def test_build_dataset_output_equal_to_input(tmp_path):
     assert code == 1
     assert _error_lines(stderr) == [f"sice: error: {src}: the output folder must differ from the input folder"]
     assert _digest(src) == inputs
+
+
+@pytest.mark.parametrize("size,fails", [("4k", "train_log.csv"), ("64k", "best.pt")])
+def test_train_out_of_space_names_the_file(tmp_path, size, fails):
+    """Issue 16: the disk-full error of ``sice train`` said only "No space left on device". The
+    file system size decides which file meets the full disk first: a log or a checkpoint."""
+    from sice.cli.train import command
+    from test_training import TINY, make_dataset
+
+    data = make_dataset(tmp_path / "data", n=6)
+    point = tmp_path / "small"
+    point.mkdir()
+    _mount(point, size=size)
+    try:
+        _train_out_of_space(command, data, point / "run", fails)
+    finally:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def _train_out_of_space(command, data, run, fails):
+    from test_training import TINY
+
+    code, stderr = _invoke(command, [data, "-o", run, "--steps", "4", "--no-progress",
+                                     *[a for o in TINY for a in ("--set", o)]])
+    assert code == 1, stderr
+    errors = _error_lines(stderr)
+    assert len(errors) == 1, stderr
+    match = re.fullmatch(rf"sice: error: {re.escape(str(run))}/([\w.]+): cannot write: No space left on device",
+                         errors[0])
+    assert match and match.group(1) == fails, errors
+    assert not list(run.glob(".*")), "a temp file was left behind"

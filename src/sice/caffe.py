@@ -46,6 +46,7 @@ import torch.nn as nn
 
 from .errors import ModelError
 from .models import create_model
+from .models.checkpoint import check_weights
 
 #: The architectures a caffemodel can be ported to (registry names), in detection order.
 ARCHITECTURES = ("sice2018-residual", "sice2018", "sice2018-perpixel")
@@ -119,11 +120,12 @@ def _fields(buf: memoryview, base: int = 0) -> Iterator[tuple[int, int, object, 
         pos += size
 
 
-def _packed_ints(wire: int, value) -> list[int]:
+def _packed_ints(wire: int, value, most: int) -> list[int]:
+    """The varints of a (packed) repeated field; stops after ``most`` of them."""
     if wire == _VARINT:
         return [value]
     out, pos = [], 0
-    while pos < len(value):
+    while pos < len(value) and len(out) < most:
         v, pos = _varint(value, pos)
         out.append(v)
     return out
@@ -184,11 +186,33 @@ _V1_TYPES = {  # V1LayerParameter.LayerType values that a SICE-like net can cont
 }
 
 
-def _parse_blob(buf: memoryview, base: int) -> CaffeBlob:
+#: Limits of what a caffemodel may hold, far above the release (2-3 MB files, 34-37 layers,
+#: 34 blobs, at most 3 parameter fields per layer) and below what would let a crafted file of a
+#: few MB expand to GBs of Python objects (fuzzing: 12 MB of empty layers took 1 GB).
+MAX_FILE_BYTES = 256 << 20
+MAX_LAYERS = 10_000
+MAX_ENTRIES = 100_000  # layers + blobs + names + parameter fields, in all
+MAX_BLOBS_PER_LAYER = 16
+MAX_AXES = 32  # Caffe's own kMaxBlobAxes
+
+
+class _Budget:
+    """Counts the Python objects a parse creates and stops it past :data:`MAX_ENTRIES`."""
+
+    def __init__(self) -> None:
+        self.entries = 0
+
+    def take(self, n: int = 1) -> None:
+        self.entries += n
+        if self.entries > MAX_ENTRIES:
+            raise _WireError(f"more than {MAX_ENTRIES:,} entries (layers, blobs, names, parameters)")
+
+
+def _parse_blob(buf: memoryview, base: int, budget: _Budget) -> CaffeBlob:
     legacy = {1: 1, 2: 1, 3: 1, 4: 1}
     have_legacy = False
     shape: list[int] | None = None
-    chunks: list[np.ndarray] = []
+    floats = bytearray()  # little-endian float32 values, however the file spreads them
     for number, wire, value, offset in _fields(buf, base):
         if number in legacy and wire == _VARINT:
             legacy[number] = value
@@ -197,24 +221,26 @@ def _parse_blob(buf: memoryview, base: int) -> CaffeBlob:
             shape = []
             for n, w, v, _ in _fields(value, offset):
                 if n == 1:
-                    shape.extend(_packed_ints(w, v))
+                    shape.extend(_packed_ints(w, v, MAX_AXES + 1 - len(shape)))
+                if len(shape) > MAX_AXES:
+                    raise _WireError(f"blob at byte {offset} has more than {MAX_AXES} axes")
         elif number == 5 and wire == _LEN:  # packed floats
             if len(value) % 4:
                 raise _WireError(f"blob data of {len(value)} bytes is not a float array")
-            chunks.append(np.frombuffer(value, dtype="<f4"))
-        elif number == 5 and wire == _I32:  # unpacked float
-            chunks.append(np.frombuffer(value, dtype="<f4"))
+            floats += value
+        elif number == 5 and wire == _I32:  # unpacked float: appended to one buffer, not one array each
+            floats += value
         elif number == 8 and wire == _LEN:  # double_data
-            chunks.append(np.frombuffer(value[: len(value) // 8 * 8], dtype="<f8").astype(np.float32))
+            floats += np.frombuffer(value[: len(value) // 8 * 8], dtype="<f8").astype("<f4").tobytes()
     if shape is None:
         shape = [legacy[1], legacy[2], legacy[3], legacy[4]] if have_legacy else []
-    data = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    return CaffeBlob(tuple(int(d) for d in shape), data)
+    return CaffeBlob(tuple(int(d) for d in shape), np.frombuffer(floats, dtype="<f4").astype(np.float32))
 
 
-def _parse_layer(buf: memoryview, base: int, keys: dict[str, int], v1: bool) -> CaffeLayer:
+def _parse_layer(buf: memoryview, base: int, keys: dict[str, int], v1: bool, budget: _Budget) -> CaffeLayer:
     layer = CaffeLayer(name="", type="", bottom=[], top=[], blobs=[])
     for number, wire, value, offset in _fields(buf, base):
+        budget.take()
         if number == keys["name"] and wire == _LEN:
             layer.name = _text(value)
         elif number == keys["type"]:
@@ -227,9 +253,17 @@ def _parse_layer(buf: memoryview, base: int, keys: dict[str, int], v1: bool) -> 
         elif number == keys["top"] and wire == _LEN:
             layer.top.append(_text(value))
         elif number == keys["blobs"] and wire == _LEN:
-            layer.blobs.append(_parse_blob(value, offset))
+            if len(layer.blobs) == MAX_BLOBS_PER_LAYER:
+                raise _WireError(f"layer at byte {base} has more than {MAX_BLOBS_PER_LAYER} blobs")
+            layer.blobs.append(_parse_blob(value, offset, budget))
         else:
             layer.params.setdefault(number, []).append((wire, value))
+    for k, blob in enumerate(layer.blobs):
+        needed = int(np.prod(blob.shape, dtype=object))
+        if blob.data.size and blob.data.size != needed:  # no blob is ever used against its shape
+            what = ("weight", "bias")[k] if k < 2 else f"blob {k}"
+            raise _WireError(f"layer {layer.name!r}: {what} {_fmt_shape(blob.shape)} needs {needed} values, "
+                             f"found {blob.data.size}")
     return layer
 
 
@@ -249,19 +283,17 @@ def read_caffemodel(path: os.PathLike | str) -> CaffeNet:
     Raises
     ------
     ModelError
-        Missing or unreadable file, malformed or truncated protobuf, or a protobuf without
+        Missing, unreadable or not a regular file (FIFO, device), larger than
+        :data:`MAX_FILE_BYTES`, malformed or truncated protobuf, more layers, blobs or axes than
+        the limits above, a blob whose values do not fill its shape, or a protobuf without
         layers; the message starts with the path.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read ({exc.strerror})") from None
+    raw = _read_regular_file(path)
     what = "expected a Caffe NetParameter protobuf (.caffemodel)"
     buf = memoryview(raw)
     name, layers, fmt = "", [], ""
+    budget = _Budget()
     try:
         for number, wire, value, offset in _fields(buf):
             if number == 1 and wire == _LEN:
@@ -271,7 +303,10 @@ def read_caffemodel(path: os.PathLike | str) -> CaffeNet:
                 if fmt and fmt != ("V1 (layers)" if v1 else "V2 (layer)"):
                     continue  # Caffe refuses nets with both kinds; keep the first kind seen
                 fmt = "V1 (layers)" if v1 else "V2 (layer)"
-                layers.append(_parse_layer(value, offset, _V1 if v1 else _V2, v1))
+                if len(layers) == MAX_LAYERS:
+                    raise _WireError(f"more than {MAX_LAYERS:,} layers")
+                budget.take()
+                layers.append(_parse_layer(value, offset, _V1 if v1 else _V2, v1, budget))
     except _WireError as exc:
         raise ModelError(f"{path}: {what}, found a malformed file ({exc})") from None
     if not layers:
@@ -279,6 +314,37 @@ def read_caffemodel(path: os.PathLike | str) -> CaffeNet:
     if not any(layer.name for layer in layers):
         raise ModelError(f"{path}: {what}, found layers without names")
     return CaffeNet(str(path), name, layers, fmt, hashlib.sha256(raw).hexdigest())
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path``, read from one handle: regular files of at most
+    :data:`MAX_FILE_BYTES` only (a FIFO would block, /dev/zero never ends)."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ModelError(f"{path}: is a folder, not a .caffemodel file")
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if (
+                stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) else "a socket or special file"
+            raise ModelError(f"{path}: not a regular file ({kind}); give the .caffemodel file itself")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ModelError(f"{path}: {st.st_size:,} bytes is more than any SICE network needs "
+                             f"(limit {MAX_FILE_BYTES >> 20} MiB; the released models are 2-3 MB)")
+        os.set_blocking(fd, True)
+        with open(fd, "rb", closefd=False) as f:
+            return f.read(st.st_size)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,7 +456,8 @@ def port_state_dict(net: CaffeNet, arch: str, *, transpose: bool = True,
     Raises
     ------
     ModelError
-        When a layer is missing or a blob has the wrong shape (expected vs found).
+        When a layer is missing, a blob has the wrong shape (expected vs found), or a weight is
+        NaN, infinite or huge (:func:`sice.models.checkpoint.check_weights`).
     """
     if arch not in ARCHITECTURES:
         raise ModelError(f"{net.path}: cannot port to {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
@@ -406,6 +473,7 @@ def port_state_dict(net: CaffeNet, arch: str, *, transpose: bool = True,
         b = bias.data.reshape(bshape)
         state[f"{name}.weight"] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
         state[f"{name}.bias"] = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))
+    check_weights(state, net.path)  # a NaN or 1e30 weight would give black pictures
     if arch == "sice2018-perpixel":
         from .models.sice2018 import PERPIXEL_BLOCK as block
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .childproc import scratch_tempdir
 from .errors import DatasetError, SiceError
 
 MANIFEST = "manifest.json"
@@ -594,12 +595,12 @@ def reselect_by_votes(dataset: os.PathLike | str, entries: dict, winners: dict) 
             tie = f" (tie of {', '.join(voted)} broken by MEF-SSIM)" if len(voted) > 1 else ""
             label = select_by_score(generators, among=voted, selected_by="votes", why=f"most votes{tie}")
         label["finish"] = entry["label"].get("finish", "none")
-        if label["generator"] != entry["label"]["generator"]:
+        new_image = label["generator"] != entry["label"]["generator"]
+        if new_image or label != entry["label"]:
             entry["label"] = label
-            write_label(dataset, entry, label["finish"])
-            changed.append(name)
-        if label != entry["label"]:
-            entry["label"] = label
+            if new_image:
+                write_label(dataset, entry, label["finish"])
+                changed.append(name)
             write_scene_entry(dataset, entry)
     return changed
 
@@ -679,27 +680,29 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
         on_start(len(todo))
 
     saver = _ThrottledManifest(dataset, entries, result, opts_record)
-    scenes = _run_scenes(todo, dataset, options, workers)
-    try:
-        for name, entry, error in scenes:
-            if error is None:
-                entries[name] = entry
-                (result.extended if name in finished_before else result.built).append(name)
-            else:
-                result.failed.append((name, error))
-            if on_scene:
-                on_scene(name, error)
-            saver.maybe_save()
-    finally:
-        scenes.close()  # on an interrupt: stops the workers now, not after their queued scenes
-        # Workers may have finished scenes that were never reported here: the disk is the truth.
-        entries.update(read_scene_entries(dataset))
-        done = result.resumed + result.extended + result.built
-        if winners is not None:
-            reselect_by_votes(dataset, {n: entries[n] for n in done}, winners)
-        result.refinished = refinish_labels(dataset, {n: entries[n] for n in done if n in entries},
-                                            options.finish)
-        saver.save()
+    # Generators' temp folders and external tools die with the build, even on SIGKILL.
+    with scratch_tempdir():
+        scenes = _run_scenes(todo, dataset, options, workers)
+        try:
+            for name, entry, error in scenes:
+                if error is None:
+                    entries[name] = entry
+                    (result.extended if name in finished_before else result.built).append(name)
+                else:
+                    result.failed.append((name, error))
+                if on_scene:
+                    on_scene(name, error)
+                saver.maybe_save()
+        finally:
+            scenes.close()  # on an interrupt: stops the workers now, not after their queued scenes
+            # Workers may have finished scenes that were never reported here: the disk is the truth.
+            entries.update(read_scene_entries(dataset))
+            done = result.resumed + result.extended + result.built
+            if winners is not None:
+                reselect_by_votes(dataset, {n: entries[n] for n in done}, winners)
+            result.refinished = refinish_labels(dataset, {n: entries[n] for n in done if n in entries},
+                                                options.finish)
+            saver.save()
 
     for name in result.resumed + result.extended + result.built:
         entry = entries[name]
@@ -815,6 +818,20 @@ def _single_threaded_env():
 
 
 def _init_worker() -> None:
+    import multiprocessing
+
     import cv2
 
+    from .childproc import die_with_parent
+
     cv2.setNumThreads(1)  # OpenCV ignores OMP_NUM_THREADS; torch and BLAS follow the variables
+    # A worker dies with the build (even a SIGKILLed one), and its own watched scratch folder
+    # holds its temp files: its watchdog removes them and its tools when it ends. Never left:
+    # the worker exits without running exit handlers.
+    global _worker_scratch
+    die_with_parent(multiprocessing.parent_process().pid)
+    _worker_scratch = scratch_tempdir(exit_on_sigterm=False)  # kept: collecting it would end it
+    _worker_scratch.__enter__()
+
+
+_worker_scratch = None

@@ -113,7 +113,7 @@ class Enhancer:
         if self._runner.kind == "tone":
             return self._tone_path(rgb, strength)
         out = self._runner.run(rgb, tile=self.tile, decomposition=self.decomposition)
-        assert out.shape == rgb.shape, (out.shape, rgb.shape)
+        _check_model_output(self.name, "image", out, rgb.shape)
         return out
 
     def _check_strength(self, strength: float) -> float:
@@ -135,6 +135,9 @@ class Enhancer:
         ``strength`` scales the log2 gains and the offsets (0: the input unchanged)."""
         thumb, work = gain_inputs(colour, self._runner.work_size)
         log_gain, offset = self._runner.gain_fields(thumb, work)
+        _check_model_output(self.name, "log2 gains", log_gain, (*log_gain.shape[:2], 3))
+        if offset is not None:
+            _check_model_output(self.name, "offsets", offset, log_gain.shape)
         if strength != 1.0:
             log_gain = log_gain * np.float32(strength)
             offset = None if offset is None else offset * np.float32(strength)
@@ -147,6 +150,8 @@ class Enhancer:
         curve stays monotone and pinned at black and white (0: the input unchanged)."""
         thumb, work = gain_inputs(colour, self._runner.work_size)
         luma_gain, chroma_gain = self._runner.tone_fields(thumb, work)
+        _check_model_output(self.name, "luma gains", luma_gain, work.shape[:2])
+        _check_model_output(self.name, "chroma gains", chroma_gain, work.shape[:2])
         if strength != 1.0:
             luma_gain = np.power(luma_gain, np.float32(strength))
             chroma_gain = np.power(chroma_gain, np.float32(strength))
@@ -206,6 +211,17 @@ class Enhancer:
         if alpha is not None:
             out = np.concatenate([out, alpha.astype(dtype, copy=False)], axis=2)
         return out[..., 0] if squeeze else out
+
+
+def _check_model_output(model: str, what: str, array: np.ndarray, shape: tuple) -> None:
+    """A model's result must have the expected shape and be finite: NaN would be written as
+    black or grey pixels with exit status 0."""
+    if np.shape(array) != tuple(shape):
+        raise ModelError(f"model {model!r} returned {what} of shape {np.shape(array)}, expected {tuple(shape)}")
+    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise ModelError(f"model {model!r} returned {bad} NaN or infinite {what} (of {array.size}) for this "
+                         "image; its weights may be broken")
 
 
 def enhance_array(image: np.ndarray, *, model: Any = None, enhancer: Enhancer | None = None,

@@ -15,6 +15,15 @@ The contract that is checked, for ANY bytes:
   :class:`sice.errors.ModelError` whose message is one line starting with the path.
 * Neither hangs (each input has a time limit) nor uses more memory than the pixel limit allows
   (the worker runs under an address-space limit).
+* Decoded float pixels are finite; ported weights are finite and below
+  :data:`sice.models.checkpoint.MAX_ABS_WEIGHT`.
+
+Before the random inputs, each campaign runs a fixed list of *cases* whose right outcome is known
+(:func:`cases`): JPEGs cut inside their scan data with an end-of-image marker appended (must be
+rejected: their pixels are incomplete), float TIFFs holding NaN or infinities, caffemodels with a
+NaN or 1e30 weight or crafted to expand in memory, and special files in place of the input (a
+FIFO, a symbolic link to /dev/zero or /dev/urandom, a link loop, a folder, a socket), which must
+be rejected without hanging.
 
 How: valid seeds are generated in code (:func:`image_seeds`, :func:`caffe_seeds`); Hypothesis
 draws a *mutation recipe* per input (bit flips, interesting integers, truncation, deletion,
@@ -88,7 +97,8 @@ def image_seeds() -> dict[str, bytes]:
     Returns
     -------
     dict
-        name -> file bytes (13x9 px each, most with EXIF), built deterministically.
+        name -> file bytes (13x9 px each, most with EXIF; ``jpeg-noise`` 64x48), built
+        deterministically.
     """
     from PIL import Image
 
@@ -109,6 +119,8 @@ def image_seeds() -> dict[str, bytes]:
         "jpeg-progressive": pil(rgb, "JPEG", quality=70, progressive=True, exif=_exif(3)),
         "jpeg-cmyk": pil(rgb.convert("CMYK"), "JPEG", quality=80),
         "jpeg-grey": pil(rgb.convert("L"), "JPEG", quality=80),
+        # big enough that cuts land in the scan data, not only in the headers
+        "jpeg-noise": pil(Image.fromarray(_pixels(48, 64, seed=7)), "JPEG", quality=90),
         "png-rgb-exif": pil(rgb, "PNG", exif=_exif(8)),
         "png-palette-trns": pil(rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=8), "PNG",
                                 transparency=0),
@@ -118,12 +130,22 @@ def image_seeds() -> dict[str, bytes]:
         "tiff-rgb8": pil(rgb, "TIFF", exif=_exif(5)),
         "tiff-rgb16": ours("a.tif", _pixels(9, 13, 3, 4).astype(np.uint16) * 257),
         "tiff-float": ours("a.tif", _pixels(9, 13, 3, 5).astype(np.float32) / 255),
+        "tiff-float-raw": _float_tiff(_pixels(9, 13, 3, 5).astype(np.float32) / 255),  # uncompressed
         "bmp-rgb": pil(rgb, "BMP"),
         "bmp-palette": pil(rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "BMP"),
         "webp-lossy-exif": pil(rgb, "WEBP", quality=70, exif=_exif(2)),
         "webp-lossless-rgba": pil(Image.fromarray(_pixels(9, 13, 4, 6), "RGBA"), "WEBP", lossless=True),
     }
     return seeds
+
+
+def _float_tiff(pixels: np.ndarray) -> bytes:
+    """An uncompressed float TIFF: mutations of its bytes reach the pixel values directly."""
+    import tifffile
+
+    buf = _io.BytesIO()
+    tifffile.imwrite(buf, pixels, photometric="rgb" if pixels.ndim == 3 else "minisblack")
+    return buf.getvalue()
 
 
 # A protobuf *encoder*, written by hand because the seeds must be built without the test-only
@@ -200,16 +222,23 @@ def caffe_seeds() -> dict[str, bytes]:
     tiny_v1 = [_pb_layer("data", "HDF5Data", [], ["data"], v1=True),
                _pb_layer("conv_g1", "Convolution", ["data"], ["conv_g1"], [w, b], v1=True),
                _pb_layer("relu_g1", "ReLU", ["conv_g1"], ["conv_g1"], v1=True)]
+    return {"tiny-v2": _pb_net("tiny", tiny), "tiny-v1": _pb_net("tiny1", tiny_v1, v1=True),
+            "residual": _residual_net()}
+
+
+def _residual_net(poison: float | None = None) -> bytes:
+    """The Model 1 graph with zero weights; ``poison`` replaces one weight (NaN, 1e30, ...)."""
     from .caffe import _expected_layers
 
     full = [_pb_layer("data", "HDF5Data", [], ["data", "label"])]
     prev = "data"
-    for name, (wshape, bshape) in _expected_layers("sice2018-residual").items():
-        full.append(_pb_layer(name, "Convolution", [prev], [name],
-                              [np.zeros(wshape, np.float32), np.zeros(bshape, np.float32)]))
+    for k, (name, (wshape, bshape)) in enumerate(_expected_layers("sice2018-residual").items()):
+        weight = np.zeros(wshape, np.float32)
+        if poison is not None and k == 3:
+            weight.flat[5] = poison
+        full.append(_pb_layer(name, "Convolution", [prev], [name], [weight, np.zeros(bshape, np.float32)]))
         prev = name
-    return {"tiny-v2": _pb_net("tiny", tiny), "tiny-v1": _pb_net("tiny1", tiny_v1, v1=True),
-            "residual": _pb_net("sice-residual", full)}
+    return _pb_net("sice-residual", full)
 
 
 SEEDS = {"image": image_seeds, "caffe": caffe_seeds}
@@ -434,7 +463,9 @@ def apply_recipe(seed: bytes, ops, seeds: dict[str, bytes] | None = None) -> byt
         ``[op, *ints]`` steps: ``flip pos bit``, ``byte pos value``, ``int pos width big value``,
         ``truncate pos``, ``delete pos n``, ``duplicate pos n at``, ``insert pos hex``,
         ``splice seed_name pos pos2``, ``chunk action i j`` (action 0 duplicate, 1 drop, 2 swap),
-        ``field i value`` (a header field from :func:`structure`), ``fixcrc``.
+        ``field i value`` (a header field from :func:`structure`), ``fixcrc``, ``cutend pos``
+        (cut, then append the format's end marker: a JPEG cut short behind an intact EOI),
+        ``float pos kind`` (write NaN, +-infinity or 1e38 as a float32 of either byte order).
     seeds : dict, optional
         For ``splice``.
     """
@@ -456,7 +487,14 @@ def apply_recipe(seed: bytes, ops, seeds: dict[str, bytes] | None = None) -> byt
             continue
         if n == 0:
             continue
-        if kind == "flip":
+        if kind == "cutend":
+            data = data[:args[0] % n] + _end_marker(bytes(data))
+        elif kind == "float":
+            value = (float("nan"), float("inf"), float("-inf"), 1e38)[args[1] % 4]
+            raw = struct.pack(">f" if args[1] % 8 >= 4 else "<f", value)
+            pos = args[0] % n
+            data[pos:pos + 4] = raw[:max(0, n - pos)]
+        elif kind == "flip":
             data[args[0] % n] ^= 1 << (args[1] % 8)
         elif kind == "byte":
             data[args[0] % n] = args[1] & 0xFF
@@ -510,6 +548,15 @@ def apply_recipe(seed: bytes, ops, seeds: dict[str, bytes] | None = None) -> byt
     return bytes(data)
 
 
+def _end_marker(data: bytes) -> bytes:
+    """What ends a file of ``data``'s format: JPEG EOI, an empty PNG IEND chunk, else nothing."""
+    if data[:2] == b"\xff\xd8":
+        return b"\xff\xd9"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return b""
+
+
 def recipe_strategy(seeds: dict[str, bytes]):
     """Hypothesis strategy of ``(seed name, ops)`` for :func:`apply_recipe`."""
     from hypothesis import strategies as st
@@ -530,6 +577,8 @@ def recipe_strategy(seeds: dict[str, bytes]):
         st.tuples(st.just("field"), st.integers(0, 1023), value),
         st.tuples(st.just("field"), st.integers(0, 1023), value),
         st.tuples(st.just("fixcrc")),
+        st.tuples(st.just("cutend"), pos),
+        st.tuples(st.just("float"), pos, st.integers(0, 7)),
     )
     return st.tuples(st.sampled_from(sorted(seeds)), st.lists(op.map(list), min_size=1, max_size=4))
 
@@ -580,6 +629,8 @@ def check_image(path: os.PathLike | str, max_pixels: int = FUZZ_MAX_PIXELS) -> s
         problems.append(f"size {px.shape[1]}x{px.shape[0]} outside 1..{max_pixels} pixels")
     if not isinstance(px, np.ndarray) or depth.get(px.dtype) != im.bit_depth:
         problems.append(f"dtype {getattr(px, 'dtype', None)} with bit_depth {im.bit_depth}")
+    elif px.dtype.kind == "f" and not np.isfinite(px).all():
+        problems.append("NaN or infinite float pixels")
     if im.format not in FORMATS:
         problems.append(f"format {im.format!r}")
     if not (im.exif is None or isinstance(im.exif, bytes)) or not (im.icc is None or isinstance(im.icc, bytes)):
@@ -606,11 +657,104 @@ def check_caffe(path: os.PathLike | str, max_pixels: int = FUZZ_MAX_PIXELS) -> s
         if not isinstance(text, str):
             raise Violation(f"describe returned {type(text).__name__}")
         arch = caffe.detect_architecture(net)
-        caffe.port_state_dict(net, arch)
+        state = caffe.port_state_dict(net, arch)
     except ModelError as exc:
         _check_message(str(exc), path)
         return "rejected"
+    from .models.checkpoint import MAX_ABS_WEIGHT
+
+    for name, tensor in state.items():
+        if not bool(tensor.isfinite().all()) or float(tensor.abs().max()) > MAX_ABS_WEIGHT:
+            raise Violation(f"ported weights: {name} is not finite or above {MAX_ABS_WEIGHT:g}")
     return "ported"
+
+
+# --------------------------------------------------------------------------------------------
+# Cases whose right outcome is known
+# --------------------------------------------------------------------------------------------
+#: Special files put in place of the input: name -> (kind, link target).
+SPECIAL_FILES = {
+    "fifo": ("fifo", ""), "link-to-dev-zero": ("link", "/dev/zero"),
+    "link-to-dev-urandom": ("link", "/dev/urandom"), "link-loop": ("loop", ""), "folder": ("dir", ""),
+    "socket": ("socket", ""), "dangling-link": ("link", "/nonexistent/sice-fuzz"),
+}
+
+
+def cases(target: str) -> dict[str, tuple[bytes | tuple, str]]:
+    """Inputs whose right outcome is known, run before the random ones.
+
+    Returns
+    -------
+    dict
+        name -> (input, required outcome). The input is file bytes or ``("special", kind,
+        link target)`` (see :data:`SPECIAL_FILES`); every case here must be ``"rejected"``.
+    """
+    out: dict[str, tuple[bytes | tuple, str]] = {
+        f"special-{name}": (("special", kind, dest), "rejected") for name, (kind, dest) in SPECIAL_FILES.items()}
+    if target == "image":
+        seeds = image_seeds()
+        for name in ("jpeg-noise", "jpeg-exif", "jpeg-grey", "jpeg-progressive"):
+            start, end = _first_scan(seeds[name])
+            for fraction in (0.2, 0.5, 0.8):
+                cut = start + int((end - start) * fraction)
+                out[f"{name}-cut-at-{fraction:.0%}-of-its-scan-then-eoi"] = (seeds[name][:cut] + b"\xff\xd9",
+                                                                               "rejected")
+        for label, value in (("nan", np.nan), ("inf", np.inf), ("minus-inf", -np.inf)):
+            rgb = _pixels(9, 13, 3, 5).astype(np.float32) / 255
+            rgb[4, 6, 1] = value
+            out[f"tiff-float-rgb-{label}"] = (_float_tiff(rgb), "rejected")
+            out[f"tiff-float-grey-{label}"] = (_float_tiff(np.ascontiguousarray(rgb[..., 1])), "rejected")
+    else:
+        for label, value in (("nan", np.nan), ("inf", np.inf), ("1e30", 1e30)):
+            out[f"residual-weight-{label}"] = (_residual_net(value), "rejected")
+        named = _pb_len(1, b"a")
+        out["20000-layers"] = (_pb_len(100, named) * 20_000, "rejected")
+        out["200000-parameter-fields"] = (_pb_len(100, named + _pb_uint(9, 1) * 200_000), "rejected")
+        out["20-blobs-in-a-layer"] = (_pb_len(100, named + _pb_len(7, b"") * 20), "rejected")
+        out["40-blob-axes"] = (_pb_len(100, named + _pb_len(7, _pb_len(7, _pb_len(1, b"\x01" * 40)))), "rejected")
+    return out
+
+
+def _first_scan(data: bytes) -> tuple[int, int]:
+    """Start and end of a JPEG's first entropy-coded segment (after the first SOS header, up to
+    the next marker that is not a stuffed byte or a restart marker)."""
+    pos = 2
+    while pos + 4 <= len(data):
+        marker = data[pos + 1]
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xDA:
+            start = end = pos + 2 + length
+            while end + 1 < len(data) and not (data[end] == 0xFF and data[end + 1] not in (0, *range(0xD0, 0xD8))):
+                end += 1
+            return start, end
+        pos += 2 + length
+    raise ValueError("no scan in this JPEG")
+
+
+def _make_special(path: Path, kind: str, dest: str):
+    """Put a special file at ``path``; returns what must stay open (a socket) or None."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "link":
+        os.symlink(dest, path)
+    elif kind == "loop":
+        os.symlink(path.name, path)
+    elif kind == "dir":
+        path.mkdir()
+    elif kind == "socket":
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        return sock
+    return None
+
+
+def _clear(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        path.rmdir()
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 CHECKS = {"image": check_image, "caffe": check_caffe}
@@ -675,11 +819,19 @@ def _worker(target: str, conn, workdir: str, max_pixels: int, memory: int) -> No
         resource.setrlimit(resource.RLIMIT_AS, (_vm_size() + memory, resource.RLIM_INFINITY))
     conn.send(("ready", "", ""))
     path = Path(workdir) / f"input{suffix}"
+    keep = None
     while True:
         data = conn.recv()
         if data is None:
             return
-        path.write_bytes(data)
+        if keep is not None:
+            keep.close()
+        _clear(path)
+        if isinstance(data, tuple):  # ("special", kind, link target)
+            keep = _make_special(path, data[1], data[2])
+        else:
+            keep = None
+            path.write_bytes(data)
         try:
             outcome = check(path, max_pixels)
             reply = ("pass", outcome, "")
@@ -730,7 +882,7 @@ class _Runner:
             self.proc.join()
             self.proc = None
 
-    def run(self, data: bytes, timeout: float | None = None) -> tuple[str, str, str]:
+    def run(self, data: bytes | tuple, timeout: float | None = None) -> tuple[str, str, str]:
         """``(kind, outcome or signature, detail)``; kind ``pass``, ``violation``, ``hang`` or ``died``."""
         if self.proc is None:
             self.start()
@@ -773,6 +925,8 @@ class FuzzReport:
     outcomes: Counter = dataclasses.field(default_factory=Counter)
     crashes: dict = dataclasses.field(default_factory=dict)  # signature -> Crash
     violations: int = 0
+    cases: int = 0
+    cases_ok: int = 0
     slow: int = 0
     restarts: int = 0
     peak_rss: int = 0
@@ -785,7 +939,8 @@ class FuzzReport:
                  + f"; {self.violations} violating inputs, {len(self.crashes)} distinct crashes; "
                  f"{self.slow} slow but finished; {self.restarts} worker restarts; peak worker RSS "
                  f"{self.peak_rss / 2**20:.0f} MiB (address-space allowance {self.memory_limit / 2**20:.0f} MiB "
-                 "over the warmed-up worker)"]
+                 f"over the warmed-up worker); {self.cases_ok} of {self.cases} cases with a known outcome "
+                 "as required"]
         for c in self.crashes.values():
             lines.append(f"  CRASH {c.signature}: seed {c.seed}, ops {json.dumps(c.ops)}, {c.size} bytes"
                          + (f" -> {c.file}" if c.file else ""))
@@ -837,7 +992,7 @@ def fuzz(target: str, seconds: float, crash_dir: os.PathLike | str | None = None
         runner = _Runner(target, Path(wd), max_pixels=max_pixels, memory=memory, timeout=timeout)
         runner.start()
 
-        def run_once(data: bytes) -> tuple[str, str, str]:
+        def run_once(data: bytes | tuple) -> tuple[str, str, str]:
             kind, what, detail = runner.run(data)
             if kind == "hang":  # confirm with more time before calling it a hang
                 kind, what, detail = runner.run(data, timeout * 3)
@@ -871,7 +1026,9 @@ def fuzz(target: str, seconds: float, crash_dir: os.PathLike | str | None = None
             if what in report.crashes:
                 return
             ops = minimise(name, [list(o) for o in ops], what)
-            data = apply_recipe(seeds[name], ops, seeds)
+            record(what, name, ops, detail, apply_recipe(seeds[name], ops, seeds))
+
+        def record(what: str, name: str, ops: list, detail: str, data: bytes) -> None:
             crash = Crash(what, name, ops, detail, len(data))
             if crash_dir is not None:
                 crash_dir.mkdir(parents=True, exist_ok=True)
@@ -883,6 +1040,16 @@ def fuzz(target: str, seconds: float, crash_dir: os.PathLike | str | None = None
                      "sha256": hashlib.sha256(data).hexdigest(), "detail": detail}, indent=1) + "\n")
             report.crashes[what] = crash
             say(f"new crash: {what} (seed {name}, ops {json.dumps(ops)})")
+
+        for name, (data, expected) in cases(target).items():
+            kind, what, detail = run_once(data)
+            report.cases += 1
+            if kind == "pass" and what == expected:
+                report.cases_ok += 1
+                continue
+            report.violations += 1
+            what = f"case {name}: expected {expected}, got {what}"
+            record(what, name, [["case", name]], detail, data if isinstance(data, bytes) else b"")
 
         start = time.monotonic()
         next_note = start + 60

@@ -5,11 +5,15 @@ Everything else works on arrays. Reading applies the EXIF orientation and keeps 
 source gives a file a photographer would accept: same size, orientation, bit depth, format and
 metadata.
 
-Decoders: Pillow for 8-bit files (JPEG, PNG, BMP, WebP, 8-bit TIFF), OpenCV for 16-bit PNG
-(Pillow reduces 16-bit colour PNG to 8 bits), tifffile for 16-bit and float TIFF.
+Decoders: libjpeg-turbo through simplejpeg for JPEG (strict: data that ends early is an error,
+not grey rows), Pillow for the other 8-bit files (PNG, BMP, WebP, 8-bit TIFF) and for headers and
+metadata, OpenCV for 16-bit PNG (Pillow reduces 16-bit colour PNG to 8 bits), tifffile for 16-bit
+and float TIFF. Every file is read through one handle with a byte budget set by its declared
+size (see :func:`read_image`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io as _io
 import os
@@ -127,6 +131,119 @@ def natural_key(path: os.PathLike | str):
 # --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
+#: Bytes a decoder may read before the image's size is known (headers and metadata: EXIF, ICC,
+#: XMP, text chunks, TIFF tags). Also the allowance for metadata once the size is known.
+METADATA_BYTES = 64 << 20
+
+#: Most bytes of compressed data one pixel can need, per format, with margin: 8-bit JPEG with 4
+#: components (a DCT block costs at most ~220 bytes), 16-bit RGBA PNG with its filter bytes,
+#: 32-bit BMP, lossless WebP, uncompressed float64 RGBA TIFF. What a file holds beyond
+#: ``pixels * this + METADATA_BYTES`` is never read, so memory follows the pixel limit, not the
+#: file size.
+MAX_BYTES_PER_PIXEL = {"JPEG": 16, "PNG": 10, "BMP": 8, "WEBP": 10, "TIFF": 36}
+
+#: libjpeg warnings that mean pixels were lost (the decoder fills them with grey); others
+#: (extraneous bytes between segments, unknown JFIF revision, ...) leave the picture intact.
+_JPEG_DATA_LOSS = ("premature end", "bad huffman code", "bad arithmetic code", "instead of rst",
+                   "inconsistent progression")
+
+# JPEG frame markers of arithmetic-coded frames (SOF9-11, 13-15): they can code a flat block in
+# under a bit, so the minimum-size check below does not apply to them.
+_JPEG_SOF_ARITHMETIC = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7} | _JPEG_SOF_ARITHMETIC
+
+
+class _ReadBudgetExceeded(Exception):
+    """A decoder asked for more bytes than the image's declared size can justify. Not an OSError
+    or EOFError, which decoders catch and turn into something else."""
+
+
+class _BoundedFile(_io.BufferedReader):
+    """One opened image file that serves at most ``size`` bytes (its size when opened) and at
+    most ``budget`` bytes in all.
+
+    Decoders call ``read(n)`` with ``n`` taken from the file; a plain file allocates all ``n``
+    bytes before reading (GiBs for a crafted 600-byte PNG, found by fuzzing), so ``n`` is cut to
+    what the file holds. Asking past the budget raises :class:`_ReadBudgetExceeded` and marks
+    the file (``exceeded``) in case a library swallows the exception.
+    """
+
+    def __init__(self, raw: _io.FileIO, size: int, budget: int):
+        super().__init__(raw, buffer_size=1 << 16)
+        self.size = size
+        self.budget = budget
+        self.spent = 0
+        self.exceeded = False
+
+    def allow(self, extra: int) -> None:
+        """Let decoders read ``extra`` more bytes from now on."""
+        self.budget = self.spent + int(extra)
+
+    @property
+    def available(self) -> int:
+        """Bytes that may still be read from here: to the end of the file or of the budget."""
+        return max(0, min(self.size - self.tell(), self.budget - self.spent))
+
+    def _grant(self, n: int | None) -> int:
+        left = max(0, self.size - self.tell())
+        n = left if n is None or n < 0 else min(n, left)
+        if self.spent + n > self.budget:
+            self.exceeded = True
+            raise _ReadBudgetExceeded(f"asked for byte {self.spent + n:,} of a budget of {self.budget:,}")
+        self.spent += n
+        return n
+
+    def read(self, n: int | None = -1) -> bytes:
+        return super().read(self._grant(n))
+
+    def read1(self, n: int = -1) -> bytes:
+        return super().read1(self._grant(n))
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        return super().readinto(view[: self._grant(len(view))])
+
+    def readinto1(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        return super().readinto1(view[: self._grant(len(view))])
+
+
+def _open_file(path: Path) -> _BoundedFile:
+    """Open ``path`` once for everything that follows: size, type and every byte decoded come
+    from this handle, so a file renamed over ``path`` meanwhile cannot slip past the checks."""
+    import errno
+    import stat
+
+    try:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ImageReadError(path, "dangling symbolic link" if path.is_symlink() else "no such file") from None
+    except PermissionError:
+        raise ImageReadError(path, "permission denied") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageReadError(path, "symbolic link loop") from None
+        raise ImageReadError(path, f"cannot open: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageReadError(path, "is a folder, not an image file")
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "special")
+            raise ImageReadError(path, f"not a regular file ({kind}); sice reads image files only")
+        if st.st_size == 0:
+            raise ImageReadError(path, "empty file (0 bytes)")
+        os.set_blocking(fd, True)
+        raw = _io.FileIO(fd, "rb", closefd=True)
+        raw.name = os.fspath(path)  # not the descriptor: tifffile takes the name for a path
+    except BaseException:
+        os.close(fd)
+        raise
+    return _BoundedFile(raw, st.st_size, METADATA_BYTES)
+
+
 def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> ImageFile:
     """Decode an image file, upright, with its metadata.
 
@@ -145,35 +262,47 @@ def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> Ima
     Raises
     ------
     ImageReadError
-        Missing, not a file, unreadable, not an image, truncated, unsupported mode or format,
-        animated, or over the pixel limit. The message starts with the path.
+        Missing, not a regular file, unreadable, not an image, truncated (also when the data ends
+        early behind an intact end marker), unsupported mode or format, animated, over the pixel
+        limit, holding more data than its size justifies, or with NaN/Inf in float pixels. The
+        message is one line and starts with the path.
+
+    Notes
+    -----
+    The file is opened once; its size, header and pixels all come from that handle. At most
+    ``METADATA_BYTES`` are read before the header gives the image size, and at most
+    ``pixels * MAX_BYTES_PER_PIXEL + METADATA_BYTES`` after, whatever the file's size. Of a
+    multi-page TIFF the first page is read, with a warning naming the file.
     """
     path = Path(path)
     limit = max_pixels_default() if max_pixels is None else int(max_pixels)
-    if not path.exists():
-        raise ImageReadError(path, "no such file" if not path.is_symlink() else "dangling symbolic link")
-    if path.is_dir():
-        raise ImageReadError(path, "is a folder, not an image file")
-    if not os.access(path, os.R_OK):
-        raise ImageReadError(path, "permission denied")
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "empty file (0 bytes)")
+    with _open_file(path) as fh, _quiet_tifffile():
+        try:
+            image = _read_open_file(path, fh, limit)
+        except _ReadBudgetExceeded:
+            image = None
+        if fh.exceeded:  # also when a library caught the exception and went on
+            raise ImageReadError(path, f"holds more data than its image size justifies ({fh.size:,} bytes; "
+                                       "padded or corrupt file); nothing past "
+                                       f"{fh.budget:,} bytes was read")
+    return image
+
+
+def _read_open_file(path: Path, fh: _BoundedFile, limit: int) -> ImageFile:
+    head = fh.peek(30)[:30]
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        _prepare_webp(path, fh, head, limit)
     try:
-        # From memory, not the file: Pillow reads chunks with file.read(n), n taken from the file,
-        # and a buffered file allocates all n bytes first (4 GiB for a crafted 600-byte PNG,
-        # found by fuzzing); BytesIO.read(n) returns what there is.
-        pil = PILImage.open(_io.BytesIO(path.read_bytes()))
+        pil = PILImage.open(fh)
     except PILImage.UnidentifiedImageError:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-        if magic in (b"II*\x00", b"MM\x00*"):
+        if head[:4] in (b"II*\x00", b"MM\x00*"):
             # float or multi-sample TIFFs that Pillow cannot open: tifffile can
-            return _read_tiff_only(path, limit)
+            return _read_tiff_only(path, fh, limit)
         raise ImageReadError(path, "not an image file, or a format sice cannot read") from None
-    except OSError as exc:
-        raise ImageReadError(path, f"cannot open: {exc.strerror or exc}") from None
-    except MemoryError:
+    except (MemoryError, _ReadBudgetExceeded):
         raise
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot open: {exc.strerror or _one_line(exc)}") from None
     except Exception as exc:  # fuzzing: Pillow's plugins raise ValueError etc. on crafted headers
         raise ImageReadError(path, f"cannot open: corrupt or unsupported file ({_one_line(exc)})") from None
     with pil:
@@ -183,25 +312,24 @@ def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> Ima
         if fmt not in FORMATS:
             raise ImageReadError(path, f"unsupported format {fmt} (supported: {', '.join(FORMATS)})")
         w, h = pil.size
-        if w * h > limit:
-            raise ImageReadError(
-                path, f"{w}x{h} = {w * h / 1e6:.0f} megapixels exceeds the limit of {limit / 1e6:.0f} megapixels "
-                "(raise it with --max-pixels or SICE_MAX_PIXELS if the file is trusted)")
-        if w < 1 or h < 1:
-            raise ImageReadError(path, f"invalid size {w}x{h}")
+        _check_pixels(path, w, h, limit)
         try:
             n_frames = getattr(pil, "n_frames", 1)
-        except MemoryError:
+        except (MemoryError, _ReadBudgetExceeded):
             raise
         except Exception as exc:  # fuzzing: counting TIFF frames walks every IFD (TypeError, ...)
             raise ImageReadError(path, f"cannot decode: corrupt {fmt} data ({_one_line(exc)})") from None
         if n_frames > 1 and fmt != "JPEG" and fmt != "TIFF":
             raise ImageReadError(path, f"animated {fmt} ({n_frames} frames) is not supported")
-        exif_obj = _read_exif(pil, path)
+        if n_frames > 1 and fmt == "TIFF":
+            _warn_pages(path, n_frames)
+        exif_obj, exif_readable = _read_exif(pil)
         icc = pil.info.get("icc_profile") or None
+        # JPEG metadata precedes the scan data and was read while opening; others may follow the pixels
+        fh.allow(w * h * MAX_BYTES_PER_PIXEL[fmt] + (1 << 20 if fmt == "JPEG" else METADATA_BYTES))
         try:
-            pixels, bit_depth = _decode(path, pil, fmt, limit)
-        except (ImageReadError, MemoryError):
+            pixels, bit_depth = _decode(path, fh, pil, fmt, limit)
+        except (ImageReadError, MemoryError, _ReadBudgetExceeded):
             raise
         except Exception as exc:  # decoders raise many types on corrupt data (fuzzing found
             # zlib.error, ZeroDivisionError and TypeError besides OSError/ValueError/struct.error)
@@ -209,6 +337,9 @@ def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> Ima
             if "truncated" in reason.lower() or isinstance(exc, (EOFError, struct.error)):
                 reason = f"truncated or corrupt {fmt} data ({reason})"
             raise ImageReadError(path, f"cannot decode: {reason}") from None
+    _check_decoded(path, pixels, w, h)
+    if not exif_readable:  # said only for a picture that is kept: a failed read has its own line
+        warnings.warn(f"{path}: unreadable EXIF ignored", stacklevel=3)
     orientation = 1
     exif_bytes = None
     if exif_obj is not None:
@@ -221,6 +352,65 @@ def read_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> Ima
             exif_bytes = None
     pixels = apply_orientation(pixels, orientation)
     return ImageFile(np.ascontiguousarray(pixels), fmt, bit_depth, exif_bytes, icc, path)
+
+
+def _check_pixels(path: Path, w: int, h: int, limit: int) -> None:
+    if w * h > limit:
+        raise ImageReadError(
+            path, f"{w}x{h} = {w * h / 1e6:.0f} megapixels exceeds the limit of {limit / 1e6:.0f} megapixels "
+            "(raise it with --max-pixels or SICE_MAX_PIXELS if the file is trusted)")
+    if w < 1 or h < 1:
+        raise ImageReadError(path, f"invalid size {w}x{h}")
+
+
+def _check_decoded(path: Path, pixels: np.ndarray, w: int, h: int) -> None:
+    """What a decoder returned is what the header promised: complete and, for float data, finite."""
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
+        raise ImageReadError(path, f"unsupported layout {pixels.shape}")
+    if pixels.shape[:2] != (h, w):
+        raise ImageReadError(path, f"decoded {pixels.shape[1]}x{pixels.shape[0]} pixels, the header says {w}x{h}")
+    if pixels.dtype.kind == "f":
+        bad = int(pixels.size - np.count_nonzero(np.isfinite(pixels)))
+        if bad:
+            raise ImageReadError(path, f"{bad} of {pixels.size} float samples are NaN or infinite; "
+                                       "sice needs finite values (replace them in the source)")
+
+
+def _warn_pages(path: Path, pages: int) -> None:
+    warnings.warn(f"{path}: TIFF holds {pages} pages; only the first is read (the others are ignored)",
+                  stacklevel=4)
+
+
+def _prepare_webp(path: Path, fh: _BoundedFile, head: bytes, limit: int) -> None:
+    """Pillow reads a whole WebP file before it knows the image size: the size is checked here
+    first, and the file ends where its RIFF container says (trailing bytes are never read)."""
+    riff_end = 8 + struct.unpack_from("<I", head, 4)[0]
+    fh.size = min(fh.size, riff_end)
+    size = _webp_size(head)
+    if size is not None:
+        _check_pixels(path, *size, limit)
+        fh.allow(size[0] * size[1] * MAX_BYTES_PER_PIXEL["WEBP"] + METADATA_BYTES)
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first chunk of a WebP file (RIFF header + 18 bytes), if known.
+
+    Written by hand because Pillow only reports the size after reading the whole file; the
+    layouts are those of the WebP container specification (VP8, VP8L, VP8X chunks)."""
+    if len(head) < 30:
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        w = 1 + int.from_bytes(head[24:27], "little")
+        h = 1 + int.from_bytes(head[27:30], "little")
+        return w, h
+    if chunk == b"VP8L" and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        return (int.from_bytes(head[26:28], "little") & 0x3FFF,
+                int.from_bytes(head[28:30], "little") & 0x3FFF)
+    return None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -238,43 +428,56 @@ def _orientation(exif) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def _read_tiff_only(path: Path, limit: int) -> ImageFile:
+def _read_tiff_only(path: Path, fh: _BoundedFile, limit: int) -> ImageFile:
     import tifffile
 
     try:
-        with tifffile.TiffFile(_io.BytesIO(path.read_bytes())) as tif:  # see read_image: in memory
-            _check_tiff_size(path, tif.pages[0].shape, limit)
-            icc_tag = tif.pages[0].tags.get(_TIFF_ICC_TAG)
+        fh.seek(0)
+        with tifffile.TiffFile(fh) as tif:
+            page = tif.pages[0]
+            _check_tiff_size(path, page.shape, limit)
+            icc_tag = page.tags.get(_TIFF_ICC_TAG)
             icc = bytes(icc_tag.value) if icc_tag is not None else None
-    except (ImageReadError, MemoryError):
+            pages = len(tif.pages)
+    except (ImageReadError, MemoryError, _ReadBudgetExceeded):
         raise
     except Exception as exc:  # tifffile raises several types for corrupt files
         raise ImageReadError(path, f"cannot decode: corrupt TIFF ({_one_line(exc)})") from None
-    decoded = _decode_tiff(path, limit)
+    if pages > 1:
+        _warn_pages(path, pages)
+    dims = [int(d) for d in page.shape]
+    fh.allow(int(np.prod(dims, dtype=object)) * 8 + METADATA_BYTES)
+    decoded = _decode_tiff(path, fh, limit)
     if decoded is None:
         raise ImageReadError(path, "unsupported TIFF variant")
-    return ImageFile(np.ascontiguousarray(decoded[0]), "TIFF", decoded[1], None, icc, path)
+    pixels = decoded[0]
+    _check_decoded(path, pixels, pixels.shape[1], pixels.shape[0])
+    return ImageFile(np.ascontiguousarray(pixels), "TIFF", decoded[1], None, icc, path)
 
 
-def _read_exif(pil: PILImage.Image, path: Path):
+def _read_exif(pil: PILImage.Image):
+    """(EXIF, True), or (None, False) for a corrupt EXIF block: the picture is kept without it."""
     try:
-        exif = pil.getexif()
-    except Exception:  # corrupt EXIF block: keep the picture, drop the metadata
-        warnings.warn(f"{path}: unreadable EXIF ignored", stacklevel=3)
-        return None
-    return exif
+        return pil.getexif(), True
+    except _ReadBudgetExceeded:
+        raise
+    except Exception:
+        return None, False
 
 
-def _decode(path: Path, pil: PILImage.Image, fmt: str, limit: int) -> tuple[np.ndarray, int]:
+def _decode(path: Path, fh: _BoundedFile, pil: PILImage.Image, fmt: str, limit: int) -> tuple[np.ndarray, int]:
+    if fmt == "JPEG":
+        return _decode_jpeg(path, fh, pil), 8
     if fmt == "PNG":
-        depth, colour_type = _png_ihdr(path)
-        if depth == 16:
-            arr = _decode_cv2_16(path)
-            if colour_type == 4 and arr.shape[2] == 4:  # OpenCV expands grey+alpha to BGRA
+        fh.seek(0)
+        head = fh.read(26)
+        if len(head) == 26 and head[24] == 16:  # IHDR bit depth
+            arr = _decode_cv2_16(path, fh)
+            if head[25] == 4 and arr.shape[2] == 4:  # OpenCV expands grey+alpha to BGRA
                 arr = np.ascontiguousarray(arr[..., [0, 3]])
             return arr, 16
     if fmt == "TIFF":
-        decoded = _decode_tiff(path, limit)
+        decoded = _decode_tiff(path, fh, limit)
         if decoded is not None:
             return decoded
     pil.load()
@@ -310,19 +513,71 @@ def _decode(path: Path, pil: PILImage.Image, fmt: str, limit: int) -> tuple[np.n
     return arr, 8
 
 
-def _png_ihdr(path: Path) -> tuple[int, int]:
-    """(bit depth, colour type) from a PNG's IHDR; (8, -1) if it is not readable."""
-    with open(path, "rb") as f:
-        head = f.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
-        return 8, -1
-    return head[24], head[25]
+def _decode_jpeg(path: Path, fh: _BoundedFile, pil: PILImage.Image) -> np.ndarray:
+    """JPEG pixels through libjpeg-turbo (simplejpeg) in strict mode.
+
+    Pillow's JPEG decoder ignores libjpeg's warnings, so a file whose data ends early behind an
+    intact end marker decodes "fine" with the missing rows grey; simplejpeg reports them. Its
+    pixels equal Pillow's (same libjpeg-turbo, same IDCT and upsampling). CMYK files are checked
+    the same way and converted by Pillow, which knows Adobe's inverted CMYK.
+    """
+    import simplejpeg
+
+    w, h = pil.size
+    fh.seek(0)
+    data = fh.read(fh.available)
+    _check_jpeg_size(path, data, w, h)
+    colorspace = {"L": "GRAY", "RGB": "RGB"}.get(pil.mode, "CMYK")
+    try:
+        arr = simplejpeg.decode_jpeg(data, colorspace=colorspace, strict=True)
+    except ValueError as exc:
+        reason = _one_line(exc)
+        if any(s in reason.lower() for s in _JPEG_DATA_LOSS):
+            raise ImageReadError(path, f"cannot decode: truncated or corrupt JPEG data ({reason}); "
+                                       "the picture is incomplete") from None
+        try:  # a harmless warning (extraneous bytes, unknown JFIF version, ...): decode anyway
+            arr = simplejpeg.decode_jpeg(data, colorspace=colorspace, strict=False)
+        except ValueError as exc2:
+            raise ImageReadError(path, f"cannot decode: corrupt JPEG data ({_one_line(exc2)})") from None
+    if colorspace == "CMYK":
+        pil.load()
+        arr = np.asarray(pil.convert("RGB"))
+    return arr[..., None] if arr.ndim == 2 else arr
 
 
-def _decode_cv2_16(path: Path) -> np.ndarray:
+def _check_jpeg_size(path: Path, data: bytes, w: int, h: int) -> None:
+    """Refuse, before allocating anything, a JPEG too short for the size it declares: Huffman
+    coding spends at least one bit per 8x8 block of the full-resolution component (the DC
+    difference), so a w x h frame needs at least w * h / 512 bytes."""
+    if len(data) >= w * h / 512 or _jpeg_frame_marker(data) in _JPEG_SOF_ARITHMETIC:
+        return
+    raise ImageReadError(path, f"{len(data):,} bytes cannot hold the {w}x{h} pixels the header declares "
+                               f"(at least {w * h // 512:,} needed): truncated or corrupt JPEG")
+
+
+def _jpeg_frame_marker(data: bytes) -> int | None:
+    """The SOF marker (0xC0-0xCF) of a JPEG, found by walking the header segments."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _JPEG_SOF:
+            return marker
+        if marker == 0xDA:  # start of scan: no frame header before it
+            return None
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return None
+
+
+def _decode_cv2_16(path: Path, fh: _BoundedFile) -> np.ndarray:
     import cv2
 
-    data = np.fromfile(path, dtype=np.uint8)
+    fh.seek(0)
+    data = np.frombuffer(fh.read(fh.available), dtype=np.uint8)
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     if arr is None:
         raise ImageReadError(path, "cannot decode: truncated or corrupt 16-bit PNG")
@@ -348,12 +603,13 @@ def _check_tiff_size(path: Path, shape, limit: int) -> None:
                                    f"{limit / 1e6:.0f} megapixels")
 
 
-def _decode_tiff(path: Path, limit: int) -> tuple[np.ndarray, int] | None:
+def _decode_tiff(path: Path, fh: _BoundedFile, limit: int) -> tuple[np.ndarray, int] | None:
     """16-bit and float TIFFs via tifffile; None lets Pillow take ordinary 8-bit ones."""
     import tifffile
 
     try:
-        with tifffile.TiffFile(_io.BytesIO(path.read_bytes())) as tif:  # see read_image: in memory
+        fh.seek(0)
+        with tifffile.TiffFile(fh) as tif:
             page = tif.pages[0]
             dtype = np.dtype(page.dtype) if page.dtype is not None else None
             photometric = page.photometric
@@ -362,7 +618,7 @@ def _decode_tiff(path: Path, limit: int) -> tuple[np.ndarray, int] | None:
                 return None
             _check_tiff_size(path, page.shape, limit)
             arr = page.asarray()
-    except (ImageReadError, MemoryError):
+    except (ImageReadError, MemoryError, _ReadBudgetExceeded):
         raise
     except Exception as exc:  # tifffile raises many types on corrupt files (zlib.error, ZeroDivisionError...)
         raise ImageReadError(path, f"cannot decode: corrupt TIFF ({_one_line(exc)})") from None
@@ -375,6 +631,37 @@ def _decode_tiff(path: Path, limit: int) -> tuple[np.ndarray, int] | None:
     if dtype.kind == "f":
         return arr.astype(np.float32), 32
     raise ImageReadError(path, f"unsupported TIFF sample type {dtype}")
+
+
+class _TiffLogSilencer:
+    """Holds back tifffile's log records (4-16 lines per corrupt file) in the threads that are
+    decoding; the decode's own error is the one line the user sees."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.local = threading.local()
+        self.installed = False
+
+    def filter(self, record) -> bool:
+        return not getattr(self.local, "depth", 0)
+
+
+_TIFF_LOG = _TiffLogSilencer()
+
+
+@contextlib.contextmanager
+def _quiet_tifffile():
+    import logging
+
+    if not _TIFF_LOG.installed:
+        logging.getLogger("tifffile").addFilter(_TIFF_LOG)
+        _TIFF_LOG.installed = True
+    _TIFF_LOG.local.depth = getattr(_TIFF_LOG.local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _TIFF_LOG.local.depth -= 1
 
 
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:

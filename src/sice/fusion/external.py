@@ -43,6 +43,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import io
+from ..childproc import run_tool
 from ..imageops import from_float32, to_float32, to_rgb
 from ._common import RADIANCE_CACHE, stack_key, to_u8_bgr
 from .tonemap import auto_levels
@@ -82,8 +83,8 @@ def _run(cmd: Sequence[str] | str, *, cwd: Path, stdin: bytes | None = None, she
     # (0.55 s user with one thread, 1.63 s with two, for seven 512x512 frames).
     env.setdefault("OMP_NUM_THREADS", "1")
     try:
-        res = subprocess.run(cmd, cwd=cwd, input=stdin, capture_output=True, timeout=TIMEOUT_S, shell=shell,
-                             env=env, check=False)
+        # its own process group, killed whole if the build is interrupted or killed (sice.childproc)
+        res = run_tool(cmd, cwd=cwd, stdin=stdin, timeout=TIMEOUT_S, shell=shell, env=env)
     except subprocess.TimeoutExpired:
         raise ExternalToolError(f"{name}: timed out after {TIMEOUT_S} s") from None
     except OSError as exc:

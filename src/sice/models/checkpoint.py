@@ -13,18 +13,53 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from ..errors import ModelError
+from ..errors import ModelError, SiceError
 from ..weights import resolve_alias, shipped_file
 from ._registry import create_model, list_models
 
 FORMAT = "sice-checkpoint"
 VERSION = 1
+
+#: Largest magnitude accepted in a weight tensor. Trained networks stay far below it (every
+#: shipped, registered and released Caffe model is below 2); a diverging run passes it within a
+#: step or two of going wrong and reaches 1e30 soon after, and its outputs are black or NaN.
+MAX_ABS_WEIGHT = 1e4
+
+
+def check_weights(state: Mapping[str, Any], source: os.PathLike | str) -> None:
+    """Refuse weights that no working network has: NaN, infinite, or above :data:`MAX_ABS_WEIGHT`.
+
+    Parameters
+    ----------
+    state : mapping of name -> tensor
+        A ``state_dict`` (entries that are not floating-point tensors are ignored).
+    source : path-like
+        The file they come from or go to, for the message.
+
+    Raises
+    ------
+    ModelError
+        Naming ``source``, the first bad tensor, and what is wrong with it.
+    """
+    for name, tensor in state.items():
+        if not torch.is_tensor(tensor) or not tensor.is_floating_point() or tensor.numel() == 0:
+            continue
+        t = tensor.detach()
+        n_nan, n_inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+        if n_nan or n_inf:
+            raise ModelError(f"{source}: tensor {name!r} holds {n_nan} NaN and {n_inf} infinite values "
+                             f"(of {t.numel()}): the weights diverged or the file is corrupt")
+        largest = float(t.abs().max())
+        if largest > MAX_ABS_WEIGHT:
+            raise ModelError(f"{source}: tensor {name!r} holds a weight of magnitude {largest:.3g} "
+                             f"(limit {MAX_ABS_WEIGHT:g}): the weights diverged or the file is corrupt")
 
 
 def save_checkpoint(path: os.PathLike | str, model: nn.Module, *, meta: dict | None = None,
@@ -32,13 +67,15 @@ def save_checkpoint(path: os.PathLike | str, model: nn.Module, *, meta: dict | N
     """Write ``model`` (built by :func:`create_model`) to ``path`` atomically.
 
     The file appears complete or not at all: it is written to a temporary file in the same
-    folder and renamed over the target.
+    folder and renamed over the target. Weights that fail :func:`check_weights` raise
+    :class:`ModelError` and nothing is written, so an existing file stays the last good one.
     """
     path = Path(path)
     name = getattr(model, "sice_config", None)
     if name is None:
         raise ValueError("model was not built by sice.models.create_model; cannot name it in a checkpoint")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    check_weights(state, path)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -54,23 +91,38 @@ def save_checkpoint(path: os.PathLike | str, model: nn.Module, *, meta: dict | N
 
 
 def atomic_torch_save(obj: Any, path: os.PathLike | str) -> None:
-    """``torch.save`` to a temp file in the target folder, fsync, then rename over ``path``."""
+    """``torch.save`` to a temp file in the target folder, fsync, then rename over ``path``.
+
+    Raises :class:`SiceError` naming ``path`` when it cannot be written (disk full, read-only);
+    the temp file is removed and an existing ``path`` is left as it was.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    except OSError as exc:
+        raise SiceError(f"{path}: cannot write: {exc.strerror or exc}") from None
     try:
         from ..io import _default_file_mode
 
+        import io
+
+        # Serialised in memory first: torch's zip writer reports a full disk as an opaque
+        # RuntimeError ("unexpected pos 704 vs 598"); a plain write says ENOSPC.
+        data = io.BytesIO()
+        torch.save(obj, data)
         os.fchmod(fd, _default_file_mode())  # mkstemp makes 0600
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            f.write(data.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise SiceError(f"{path}: cannot write: {exc.strerror or exc}") from None
         raise
 
 
@@ -87,6 +139,9 @@ def read_checkpoint(path: os.PathLike | str) -> dict:
         raise ModelError(f"{path}: not a sice checkpoint (no 'format': '{FORMAT}' entry)")
     if payload.get("model") not in list_models():
         raise ModelError(f"{path}: checkpoint is for unknown model {payload.get('model')!r}")
+    if not isinstance(payload.get("state_dict"), Mapping):
+        raise ModelError(f"{path}: not a sice checkpoint (no 'state_dict' entry)")
+    check_weights(payload["state_dict"], path)
     return payload
 
 

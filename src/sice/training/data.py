@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -119,11 +118,12 @@ def aux_for(rgb: np.ndarray, method: str = "auto", cache_dir: Path | None = None
         aux = np.moveaxis(aux, 0, -1)
     aux = np.ascontiguousarray(aux, dtype=np.float32)
     if cached is not None:
+        from ..io import atomic_write_bytes
+
         cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{cached.stem}.", suffix=".npy", dir=cached.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, aux)
-        os.replace(tmp, cached)
+        buffer = io.BytesIO()
+        np.save(buffer, aux)
+        atomic_write_bytes(cached, buffer.getvalue())
     return aux
 
 

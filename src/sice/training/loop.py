@@ -34,6 +34,7 @@ import torch
 
 from ..dataset import read_sice_layout, split_scenes
 from ..errors import DatasetError, ModelError, SiceError
+from ..io import atomic_write_bytes
 from . import distributed as dd
 from .config import TrainConfig, dumps_toml
 from .data import Pair, PairDataset, load_pairs
@@ -238,6 +239,7 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
     try:
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temps(run_dir)
         last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
         payload = None
         if resume:
@@ -343,7 +345,7 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
         init_source = os.fspath(init) if init is not None else (payload or {}).get("meta", {}).get("init")
         train_log = val_log = None
         if info.is_main:
-            _atomic_text(run_dir / "config.toml", dumps_toml(cfg_dict))
+            atomic_write_bytes(run_dir / "config.toml", dumps_toml(cfg_dict).encode("utf-8"))
             train_log = CsvLog(run_dir / "train_log.csv", TRAIN_FIELDS)
             val_log = CsvLog(run_dir / "val_log.csv", VAL_FIELDS)
             if resume:
@@ -356,17 +358,21 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
         def save(path: Path, epoch: int, val: dict | None) -> None:
             extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                      "epoch": epoch, "rng": _rng_state(), "config": cfg_dict, "best_psnr": best_psnr,
-                     "log_window": [window_loss, window_n]}
+                     "log_window": [window_loss, window_n, window_err]}
             meta = {"source": "sice train", "dataset": os.fspath(dataset), "step": step, "epoch": epoch,
                     "loss": dict(cfg.loss), "direction": d.direction}
             if init_source:
                 meta["init"] = init_source
             if val:
                 meta["val"] = val
-            save_checkpoint(path, model, meta=meta, extra=extra)
+            try:
+                save_checkpoint(path, model, meta=meta, extra=extra)
+            except ModelError as exc:  # NaN or huge weights: never saved, so last.pt stays good
+                raise _diverged(run_dir, f"the weights diverged by step {step} "
+                                         f"({str(exc).removeprefix(f'{path}: ')})", cfg, last_path) from None
 
         last_plot = time.monotonic() - cfg.run.plot_every_s / 2  # first drawing soon, not at once
-        window_loss, window_n = 0.0, 0
+        window_loss, window_n, window_err = 0.0, 0, 0.0
         val_history: list[dict] = []
         last_val: dict | None = None
 
@@ -405,10 +411,11 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
             run_validation(0)  # the starting point: fresh, or the --init weights
         pbar = _bar(total, "training", progress and info.is_main, initial=step)
         t0 = time.monotonic()
-        window_loss, window_n, window_t, timed_n = 0.0, 0, time.monotonic(), 0
+        window_loss, window_n, window_err, window_t, timed_n = 0.0, 0, 0.0, time.monotonic(), 0
         if payload is not None and "log_window" in payload:
             # The loss logged at the next log step averages the same steps as without the stop.
             window_loss, window_n = float(payload["log_window"][0]), int(payload["log_window"][1])
+            window_err = float(payload["log_window"][2]) if len(payload["log_window"]) > 2 else float("nan")
         loss_value = float("nan")
         epoch = step // steps_per_epoch
         while step < total:
@@ -427,6 +434,9 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                     loss = loss_fn(pred * w, label * w)
                 else:
                     loss = loss_fn(pred, label)
+                # Logged beside the loss, which keeps Caffe's scale (a sum over each image's
+                # pixels: ~5e4 for L1 on 256x256 crops): the mean |error| per pixel and channel.
+                err = float((pred.detach() - label).abs().mean())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.optim.grad_clip > 0:
@@ -436,24 +446,25 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                 step += 1
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
-                    raise SiceError(f"{run_dir}: the loss became {loss_value} at step {step}; lower optim.lr "
-                                    f"(now {cfg.optim.lr:g}) or set optim.grad_clip (last good: "
-                                    f"{last_path if last_path.exists() else 'none'})")
+                    raise _diverged(run_dir, f"the loss became {loss_value} at step {step}", cfg, last_path)
                 window_loss += loss_value
+                window_err += err
                 window_n += 1
                 timed_n += 1
                 pbar.update()
                 if step % cfg.run.log_every == 0 or step == total:
                     mean_loss = dd.mean_across(window_loss / window_n, info)
+                    mean_err = dd.mean_across(window_err / window_n, info)
                     now = time.monotonic()
                     if info.is_main:
                         train_log.append({"step": step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-                                          "loss": mean_loss,
+                                          "loss": mean_loss, "mean_abs_error": mean_err,
                                           "samples_per_s": timed_n * bs * info.world_size / max(now - window_t, 1e-9),
                                           "elapsed_s": now - t0})
-                        pbar.set_postfix(loss=f"{mean_loss:.4g}", lr=f"{optimizer.param_groups[0]['lr']:.3g}")
+                        pbar.set_postfix(loss=f"{mean_loss:.4g}", mean_abs_error=f"{mean_err:.4f}",
+                                         lr=f"{optimizer.param_groups[0]['lr']:.3g}")
                         maybe_plot()
-                    window_loss, window_n, window_t, timed_n = 0.0, 0, now, 0
+                    window_loss, window_n, window_err, window_t, timed_n = 0.0, 0, 0.0, now, 0
                 if step % cfg.run.checkpoint_every == 0 and step < total and info.is_main:
                     save(last_path, step // steps_per_epoch, last_val)
                 end_of_epoch = step % steps_per_epoch == 0
@@ -489,6 +500,13 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
         dd.cleanup(info)
 
 
+def _diverged(run_dir: Path, what: str, cfg: TrainConfig, last_path: Path) -> SiceError:
+    """The error that ends a diverged run. Every checkpoint passed the weight check when it was
+    saved (:func:`sice.models.save_checkpoint`), so an existing last.pt is a good one."""
+    return SiceError(f"{run_dir}: {what}; lower optim.lr (now {cfg.optim.lr:g}) or set optim.grad_clip "
+                     f"(last good: {last_path if last_path.exists() else 'none'})")
+
+
 def _aux_cache_dir(setting: str, run_dir: Path) -> Path | None:
     if not setting:
         return None
@@ -503,13 +521,20 @@ def _bar(total: int, desc: str, enabled: bool, initial: int = 0):
 
 
 def _write_problems(path: Path, problems: list[tuple[str, str]]) -> None:
-    _atomic_text(path, "".join(f"{k}\t{w}\n" for k, w in problems))
+    atomic_write_bytes(path, "".join(f"{k}\t{w}\n" for k, w in problems).encode("utf-8"))
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    import tempfile
+#: What the run writes; a save killed half-way leaves ``.<name>.<random>.tmp`` / ``.part`` (or,
+#: before the shared writer, ``.<name>.<random>``) next to it.
+_RUN_FILES = ("last.pt", "best.pt", "config.toml", "problems.txt", "train_log.csv", "val_log.csv", "curves.png")
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+
+def _remove_stale_temps(run_dir: Path) -> None:
+    """Delete the hidden temp files of a run killed while saving: never outputs (they are renamed
+    into place only when complete), so a resumed or restarted run clears them."""
+    for name in _RUN_FILES:
+        for temp in list(run_dir.glob(f".{name}.*")) + list(run_dir.glob(f".{Path(name).stem}.*{Path(name).suffix}")):
+            try:
+                temp.unlink()
+            except OSError:
+                pass

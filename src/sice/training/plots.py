@@ -1,18 +1,23 @@
 """The run's CSV logs and the PNG of its loss and validation curves.
 
-``train_log.csv``: ``step, epoch, lr, loss, samples_per_s, elapsed_s`` (one row per
-``run.log_every`` steps, the mean loss over them). ``val_log.csv``: ``step, epoch, psnr, ssim,
+``train_log.csv``: ``step, epoch, lr, loss, mean_abs_error, samples_per_s, elapsed_s`` (one row
+per ``run.log_every`` steps, means over them). ``loss`` is the training objective on Caffe's
+scale (summed over each image's pixels, divided by the batch); ``mean_abs_error`` is the mean
+``|prediction - label|`` per pixel and channel, in [0, 1] units, comparable across patch sizes. ``val_log.csv``: ``step, epoch, psnr, ssim,
 images``. ``curves.png`` is redrawn from both during the run (matplotlib's Agg backend: no display
 needed) and written atomically, so a viewer never sees half a file.
 """
 from __future__ import annotations
 
 import csv
+import io
 import os
-import tempfile
 from pathlib import Path
 
-TRAIN_FIELDS = ("step", "epoch", "lr", "loss", "samples_per_s", "elapsed_s")
+from ..errors import SiceError
+from ..io import atomic_write_bytes
+
+TRAIN_FIELDS = ("step", "epoch", "lr", "loss", "mean_abs_error", "samples_per_s", "elapsed_s")
 VAL_FIELDS = ("step", "epoch", "psnr", "ssim", "images")
 
 
@@ -23,12 +28,17 @@ class CsvLog:
         self.path = Path(path)
         self.fields = fields
         if not self.path.exists():
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(fields)
+            self._write(fields, "w")
 
     def append(self, row: dict) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(k, "")) for k in self.fields])
+        self._write([_fmt(row.get(k, "")) for k in self.fields], "a")
+
+    def _write(self, values: list, mode: str) -> None:
+        try:
+            with open(self.path, mode, newline="") as f:
+                csv.writer(f).writerow(values)
+        except OSError as exc:  # a full disk fails in write() or close(), where no file name is attached
+            raise SiceError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
 
     def rows(self) -> list[dict]:
         with open(self.path, newline="") as f:
@@ -38,13 +48,12 @@ class CsvLog:
         """Keep rows with ``step <= step``: a run that crashed after its last checkpoint logged
         steps that the resumed run repeats."""
         rows = [r for r in self.rows() if int(float(r["step"])) <= step]
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        with os.fdopen(fd, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(self.fields)
-            for r in rows:
-                w.writerow([r.get(k, "") for k in self.fields])
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        w = csv.writer(text)
+        w.writerow(self.fields)
+        for r in rows:
+            w.writerow([r.get(k, "") for k in self.fields])
+        atomic_write_bytes(self.path, text.getvalue().encode("utf-8"))
 
 
 def _fmt(v) -> str:
@@ -86,13 +95,10 @@ def plot_curves(train_csv: os.PathLike | str, val_csv: os.PathLike | str, out_pn
         fig.suptitle(title)
     fig.tight_layout()
     out_png = Path(out_png)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_png.stem}.", suffix=".png", dir=out_png.parent)
-    os.close(fd)
+    data = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, out_png)
+        fig.savefig(data, format="png", dpi=100)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(out_png, data.getvalue())
     return out_png

@@ -1,0 +1,57 @@
+"""Issue 16 item 6 and issue 17 item 8 (training's files): run files get the permissions of any
+new file, a resumed run clears the temp files of a save that was killed, and the log gives the
+error per pixel beside the loss on Caffe's summed scale. (A full disk: test_output_errors.py.)
+"""
+from __future__ import annotations
+
+import csv
+import os
+
+import pytest
+
+from sice.training import load_config, train
+
+from test_training import TINY, make_dataset
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_run_files_are_0644_under_umask_022_and_resume_clears_killed_saves(tmp_path, umask_022):
+    data = make_dataset(tmp_path / "data", n=6)
+    run = tmp_path / "run"
+    cfg = TINY + ["run.steps=6", 'model.name="sice2018"', 'data.aux_cache="run"']
+    train(data, run, load_config(None, cfg), progress=False, stop_after=3)
+    # what a SIGKILL during a save leaves: the shared writer's, torch's and older names
+    for name in (".last.pt.k1ll3d.tmp", ".config.toml.x9y8z7.part", ".config.toml.abc123",
+                 ".curves.q1w2e3.png", ".train_log.csv.zz.part"):
+        (run / name).write_bytes(b"half a file")
+    train(data, run, load_config(run / "config.toml"), progress=False, resume=True)
+    assert not [p.name for p in run.glob(".*")]
+    files = [p for p in run.rglob("*") if p.is_file()]
+    assert {"last.pt", "best.pt", "config.toml", "problems.txt", "train_log.csv", "val_log.csv",
+            "curves.png"} <= {p.name for p in files}
+    assert any(p.suffix == ".npy" for p in files)  # the aux cache
+    # before: mkstemp's 0600 on config.toml, problems.txt, curves.png and the cache
+    assert {p.relative_to(run).as_posix(): oct(p.stat().st_mode & 0o777) for p in files
+            if p.stat().st_mode & 0o777 != 0o644} == {}
+
+
+def test_log_gives_the_mean_error_per_pixel_beside_the_summed_loss(tmp_path):
+    """With the L1 term alone, Caffe's loss is sum|d| / batch, so it must equal the logged mean
+    |d| per pixel and channel times the values in one sample (3 x patch x patch)."""
+    data = make_dataset(tmp_path / "data", n=6)
+    run = tmp_path / "run"
+    cfg = load_config(None, TINY + ["run.steps=8", "run.log_every=2", "loss.l2=0", "loss.l1=1"])
+    train(data, run, cfg, progress=False)
+    rows = list(csv.DictReader(open(run / "train_log.csv")))
+    assert [r["step"] for r in rows] == ["2", "4", "6", "8"]
+    values_per_sample = 3 * cfg.data.patch_size ** 2
+    for r in rows:
+        error = float(r["mean_abs_error"])
+        assert 0 < error < 1
+        assert float(r["loss"]) == pytest.approx(error * values_per_sample, rel=1e-4)
