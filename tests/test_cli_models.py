@@ -38,10 +38,11 @@ def test_lists_every_registered_model_with_its_parameters():
 
 def test_the_shipped_model_is_listed_under_its_real_name_with_default_as_alias():
     rows = _rows()
-    assert rows["gaingrid-ensemble"].split()[1:4:2] == ["default", "shipped"]
-    assert rows["gaingrid"].split()[3] == "-"  # only a member of the ensemble ships
-    # the ensemble's two members: 513,340 (gain-only) + 513,860 (grey offsets), from the model card
-    assert rows["gaingrid-ensemble"].split()[2] == "1,027,200"
+    assert rows["tonegrid"].split()[1:4:2] == ["default", "shipped"]
+    assert rows["gaingrid-ensemble"].split()[3] == "-"  # the previous default no longer ships
+    # the model card's count: 513,340 of the gaingrid trunk + the 35-channel head (64 x 35 + 35)
+    # minus gaingrid's 24-channel head (64 x 24 + 24) and its 4 guide parameters
+    assert rows["tonegrid"].split()[2] == f"{513_340 + (64 * 35 + 35) - (64 * 24 + 24) - 4:,}"
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if shipped_weights_path(n)])

@@ -7,6 +7,7 @@ import torch
 
 from sice.enhancement import Enhancer, apply_log2_gain, tiled_apply
 from sice.models import create_model
+from sice.weights import DEFAULT_MODEL
 
 
 def _random_model(name, seed=0, **kwargs):
@@ -326,7 +327,7 @@ def test_cuda_uses_the_torch_backend_even_where_an_onnx_form_ships(monkeypatch):
     monkeypatch.setattr(enhancement, "TorchRunner", Recorder)
     monkeypatch.setattr(sice.export, "shipped_onnx_runner", lambda *a, **k: pytest.fail("onnxruntime used on cuda"))
     enh = Enhancer(device="cuda")
-    assert made == [("gaingrid-ensemble", "cuda")] and enh.backend == "torch"
+    assert made == [(DEFAULT_MODEL, "cuda")] and enh.backend == "torch"
     with pytest.raises(SiceError, match="the onnxruntime backend runs on the CPU only"):
         Enhancer(device="cuda", backend="onnxruntime")
     with pytest.raises(SiceError, match="an ONNX model runs with onnxruntime on the CPU"):

@@ -22,6 +22,15 @@ def _random_model(seed: int = 0, scale: float = 1.0):
     return model
 
 
+def test_the_curve_knots_are_the_symmetric_ones_plus_two_near_black():
+    y = create_model("tonegrid").knot_luma.double()
+    expected = torch.sort(torch.cat([knot_positions(16).double(), torch.tensor([2 / 255, 8 / 255],
+                                                                               dtype=torch.float64)])).values
+    assert torch.allclose(y, expected, atol=1e-7)
+    with pytest.raises(ValueError, match="dark_knots"):
+        create_model("tonegrid", dark_knots=(0.5,))
+
+
 def test_knots_are_dense_at_both_ends_and_symmetric():
     y = knot_positions(16).double()
     assert float(y[0]) == 0.0 and float(y[-1]) == 1.0
@@ -67,12 +76,15 @@ def test_output_luma_is_monotone_in_input_luma_at_every_pixel(seed):
     assert torch.all(outs[1:] - outs[:-1] >= -1e-5)
 
 
+SEGMENTS = create_model("tonegrid").knots - 1  # 17: 16 knots + 2 dark knots - 1
+
+
 def _extreme_curve(signs: np.ndarray) -> torch.nn.Module:
     """A tonegrid whose curve increments are one-hot-like: +1 -> a segment takes (a share of)
     everything, -1 -> nothing."""
     model = create_model("tonegrid").eval()
     with torch.no_grad():
-        model.to_grid.bias[:15] = torch.tensor(signs * 50.0, dtype=torch.float32)
+        model.to_grid.bias[:SEGMENTS] = torch.tensor(signs * 50.0, dtype=torch.float32)
     return model
 
 
@@ -83,8 +95,8 @@ def _grey_out(model, level: float) -> float:
 
 
 def test_the_toe_keeps_black_near_black_under_the_strongest_lift():
-    signs = -np.ones(15)
-    signs[0] = 1  # the first segment would take the whole curve: black to 4/255 -> 0..255
+    signs = -np.ones(SEGMENTS)
+    signs[0] = 1  # the first segment would take the whole curve: black to 2/255 -> 0..255
     model = _extreme_curve(signs)
     assert _grey_out(model, 2 / 255) == pytest.approx(2 / 255 * TOE_SLOPE, rel=1e-3)
     assert _grey_out(model, 1.0) == pytest.approx(1.0, abs=1e-6)  # still ends at white
@@ -92,9 +104,11 @@ def test_the_toe_keeps_black_near_black_under_the_strongest_lift():
 
 
 def test_dark_tones_above_the_toe_can_be_lifted_a_lot():
-    signs = -np.ones(15)
-    signs[1] = 1  # the second segment (4/255 .. 14/255) takes the curve
-    assert _grey_out(_extreme_curve(signs), 0.04) / 0.04 > 10
+    signs = -np.ones(SEGMENTS)
+    signs[1] = 1  # the second segment (2/255 .. 4/255) takes the curve
+    model = _extreme_curve(signs)
+    assert _grey_out(model, 6 / 255) / (6 / 255) > 16  # shadows at 6/255 lifted 4 stops ...
+    assert _grey_out(model, 2 / 255) * 255 <= 2 * TOE_SLOPE + 1e-3  # ... while black is held
 
 
 def test_base_luma_keeps_flat_regions_and_steps_and_smooths_noise():
@@ -110,15 +124,15 @@ def test_base_luma_keeps_flat_regions_and_steps_and_smooths_noise():
 
 
 def test_the_shoulder_holds_the_top_segments_and_white_stays_white():
-    signs = -np.ones(15)
+    signs = -np.ones(SEGMENTS)
     signs[-1] = 1  # the last segment (0.984 .. 1) would take the whole curve
     model = _extreme_curve(signs)
-    y = knot_positions(16).numpy()
+    y = model.knot_luma.numpy()
     below = _grey_out(model, float(y[-2]))
     assert (1 - below) / (1 - y[-2]) == pytest.approx(SHOULDER_SLOPE, rel=1e-3)
     assert _grey_out(model, 1.0) == pytest.approx(1.0, abs=1e-6)
     # the shoulder holds every segment from SHOULDER_START up, not just the last
-    signs = -np.ones(15)
+    signs = -np.ones(SEGMENTS)
     signs[-3] = 1
     model = _extreme_curve(signs)
     lo, hi = float(y[-4]), float(y[-3])
@@ -129,7 +143,7 @@ def test_noise_next_to_a_clipped_sky_is_not_amplified_into_speckles():
     # A curve that darkens near-white as far as the shoulder allows, white pinned. The noise of
     # a near-white band is read through the base luma: scaled by the gain (below 1) plus what
     # is left of it in the base times the slope; it must not grow.
-    signs = -np.ones(15)
+    signs = -np.ones(SEGMENTS)
     signs[-3:] = 1
     model = _extreme_curve(signs)
     torch.manual_seed(1)

@@ -1,4 +1,5 @@
-"""``gaingrid``: sice's own default enhancer, built for 20+ MP photos on a laptop CPU.
+"""``gaingrid``: sice's default enhancer until 2026-11-30 (now :mod:`sice.models.tonegrid`), built for
+20+ MP photos on a laptop CPU.
 
 A small network looks at a 256x256 thumbnail of the whole photo and predicts a *bilateral grid of
 per-channel log2 gains*: a coarse 16x16 spatial grid whose cells each hold a tone curve sampled
@@ -61,21 +62,21 @@ class GainGrid(nn.Module):
         a large photo; the fields are then upsampled bilinearly (they are smooth) and applied
         at full resolution.
     adaptive : bool
-        Exposure-adaptive guide and input (tried, not shipped: docs/default-model.md). A dark
+        Exposure-adaptive guide and input (tried, not shipped: docs/gaingrid.md). A dark
         photo's luma fills only the lowest few of the ``bins`` intensity levels, so its tone
         curve had 2-3 knots to bend with. With ``adaptive``, the thumbnail's white point and the exponent that
         maps its mean to 0.5 are computed in the graph (:meth:`exposure_normalisation`), the
         guide becomes ``(luma / white) ** a`` (the levels spread over the photo's own tones, dark
         or bright) and the network sees the normalised thumbnail beside the raw one
         (exposure-normalised features, plus the raw thumbnail so it still knows how far off the
-        exposure is). False (the shipped default) keeps the sqrt guide and 3 input channels.
+        exposure is). False (the previous default) keeps the sqrt guide and 3 input channels.
     offset : bool or {"rgb", "grey"}
         Each cell also holds an offset (bounded to +-``MAX_OFFSET``): output =
         ``x * 2**gain + offset``; ``True``/``"rgb"``: one per channel, ``"grey"``: one for all
         three. A gain cannot lift a pixel that is (nearly) black, and the fused labels lift
         shadows more than a pure gain does on a noisy dark frame: offsets give +0.7 dB at
         level -2, near what HDRNet's affine transforms do, but alone cost 0.2-1.3 dB on
-        over-exposed inputs (docs/default-model.md), so the shipped default averages a grey-offset grid with a
+        over-exposed inputs (docs/gaingrid.md), so the previous default averaged a grey-offset grid with a
         gain-only one (:class:`GainGridEnsemble`). Grey, because per-channel offsets tinted
         the dark parts of over-exposed photos green; one offset can lift but not tint. For
         photos, gains and offsets are both sliced at the working resolution and applied per
@@ -244,7 +245,7 @@ class PhotoFieldsOnnx(nn.Module):
 
 @register_model(ModelConfig(
     name="gaingrid",
-    description="bilateral grid of per-channel gains from a 256-px thumbnail (a member of the shipped default), "
+    description="bilateral grid of per-channel gains from a 256-px thumbnail (a member of the previous default), "
                 "applied at full resolution (under- and over-exposure, any size, fast on CPU)",
     fully_convolutional=False,
     photo_path="gain",
@@ -260,7 +261,7 @@ class GainGridEnsemble(nn.Module):
     Why: the gain-only grid is best on over-exposed inputs, the offset grid on the darkest ones
     (+0.7 to +1.2 dB at level -2); their average is above both at six of the eight
     (split, level) cells of the validation and test scenes and within 0.1 dB of the better one
-    at the other two (docs/default-model.md). Each member sees the same thumbnail; only the
+    at the other two (docs/gaingrid.md). Each member sees the same thumbnail; only the
     thumbnail networks and the slicing at the working resolution are repeated, so the
     full-resolution cost (one strip-wise gain and offset) does not grow with the members.
 
@@ -273,7 +274,7 @@ class GainGridEnsemble(nn.Module):
         single grid's 1024: each member slices its grid there, so two members at 1024 took
         128 ms per photo in onnxruntime (one gain-only grid: 58 ms), at 768 62 ms; the fields
         handed to a large photo lose 1.4 dB of fidelity to per-pixel slicing (38.2 -> 36.8 dB
-        on a 5 MP SICE frame, docs/default-model.md).
+        on a 5 MP SICE frame, docs/gaingrid.md).
 
     Notes
     -----
@@ -315,7 +316,7 @@ class GainGridEnsemble(nn.Module):
 
 @register_model(ModelConfig(
     name="gaingrid-ensemble",
-    description="the mean of several gaingrids (the shipped default: gain-only + grey-offset), "
+    description="the mean of several gaingrids (the default until 2026-11-30: gain-only + grey-offset), "
                 "applied to the photo as one gain and offset",
     fully_convolutional=False,
     photo_path="gain",

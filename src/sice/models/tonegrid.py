@@ -13,15 +13,19 @@ photographer's tools cannot do that by accident: "curves" are monotone and keep 
   under-exposed photo and the highlights of an over-exposed one, where all their pixels are,
   get the same resolution. Between cells the curves are blended bilinearly, which keeps both
   properties. The curve starts as the identity.
-* **Curves of the regions, gains for the pixels.** The curve is read at the *base* luma, an
-  edge-preserving smoothing of the luma (a guided filter, :func:`base_luma`), and the pixel gets
-  the curve's ratio there as a gain: ``g = f(Y_b) / Y_b``. Darkening an over-exposed photo with
-  white pinned needs a steep curve just below white; read at each pixel's own luma, that steep
-  part turned the JPEG noise next to a clipped sky into speckles and hard contours (the first
-  trained tonegrid did). Read at the base, a clipped sky is white as a region, the darkened
-  scene next to it is darker as a region, their edge stays sharp, and the noise within each is
-  scaled by the gain (below 1), not by the slope (local tone mapping, Durand & Dorsey 2002).
-* **A toe and a shoulder.** The first segment (black to 4/255) is held to a slope of
+* **Highlights: curves of the regions, gains for the pixels.** Darkening an over-exposed photo
+  with white pinned needs a steep curve just below white; read at each pixel's own luma, that
+  steep part turned the JPEG noise next to a clipped sky into speckles and hard contours (the
+  first trained tonegrid did). In the highlights the curve is therefore read at the *base*
+  luma, an edge-preserving smoothing of the luma (a guided filter, :func:`base_luma`), and the
+  pixel gets the curve's ratio there as a gain, ``g = f(Y_b) / Y_b``: a clipped sky is white as
+  a region, the darkened scene next to it darker as a region, their edge stays sharp, and the
+  noise within each is scaled by the gain (below 1), not by the slope (local tone mapping,
+  Durand & Dorsey 2002). Shadows and mid-tones read the curve at the pixel's own luma (base
+  luma below :data:`BASE_FROM`, blended up to :data:`BASE_FULL`): there the slope of a lifting
+  curve is below its ratio, so detail and noise are lifted less, as in the fused labels
+  (reading everything at the base cost 0.5 dB on the darkest inputs).
+* **A toe and a shoulder.** The first segment (black to 2/255) is held to a slope of
   :data:`TOE_SLOPE`: a lifted shadow keeps its black level instead of turning noise and JPEG
   blocks into charcoal. The top segments (from 0.88 up) are held to :data:`SHOULDER_SLOPE`, so the
   little noise left in the base luma is not multiplied by a near-vertical shoulder either.
@@ -63,9 +67,13 @@ from .gaingrid import GainGrid
 
 #: Rec. 601 luma weights (the whole package's luma: :func:`sice.imageops.luminance`).
 REC601 = (0.299, 0.587, 0.114)
-#: Largest slope of the first curve segment (black to the first knot, 4/255): input black
-#: (luma <= 2/255) stays below 6/255.
-TOE_SLOPE = 3.0
+#: Extra knots near black (2/255 and 8/255): the darkest photos need their shadows at 3-10/255
+#: lifted several stops while black itself (the toe) is not; without them the level -2 frames
+#: of the validation scenes lost 0.5 dB (docs/default-model.md).
+DARK_KNOTS = (2 / 255, 8 / 255)
+#: Largest slope of the first curve segment (black to 2/255): input black (luma <= 2/255)
+#: stays at or below 10/255.
+TOE_SLOPE = 5.0
 #: Largest slope of the curve's top segments (those starting at SHOULDER_START = 0.88 and up):
 #: an over-exposed photo can still be darkened a lot (0.88 down to 0.4) with white pinned,
 #: but never with a cliff that would amplify the noise next to a clipped sky.
@@ -74,6 +82,9 @@ SHOULDER_SLOPE, SHOULDER_START = 5.0, 0.88
 #: at: 256 in training, up to ``work_size`` for photos) and regulariser (an edge of luma contrast
 #: well above sqrt(BASE_EPS) = 0.045 is kept, noise well below it is smoothed).
 BASE_RADIUS, BASE_EPS = 2, 0.002
+#: The curve is read at the pixel's luma where the base luma is below BASE_FROM, at the base
+#: luma above BASE_FULL, smoothly blended between (the steep shoulder starts at SHOULDER_START).
+BASE_FROM, BASE_FULL = 0.6, 0.85
 #: Bound of the learned saturation correction, in stops of chroma gain relative to luma gain.
 MAX_SATURATION = 1.0
 #: Largest chroma gain: a shadow lifted by more than 2 stops gets its colour lifted by 2 stops
@@ -104,15 +115,16 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     return r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
 
 
-def max_increments(knot_luma: torch.Tensor) -> torch.Tensor:
-    """Largest increment of each curve segment: :data:`TOE_SLOPE` x its width for the first
-    (black to 4/255), :data:`SHOULDER_SLOPE` x its width for those starting at or above
+def max_increments(knot_luma: torch.Tensor, toe_slope: float = TOE_SLOPE,
+                   shoulder_slope: float = SHOULDER_SLOPE) -> torch.Tensor:
+    """Largest increment of each curve segment: ``toe_slope`` x its width for the first (black
+    to the first knot), ``shoulder_slope`` x its width for those starting at or above
     :data:`SHOULDER_START`, no limit (inf) for the others."""
     width = knot_luma[1:] - knot_luma[:-1]
     cap = torch.full_like(width, math.inf)
-    cap[0] = TOE_SLOPE * width[0]
+    cap[0] = toe_slope * width[0]
     top = knot_luma[:-1] >= SHOULDER_START
-    cap[top] = SHOULDER_SLOPE * width[top]
+    cap[top] = shoulder_slope * width[top]
     return cap
 
 
@@ -145,6 +157,13 @@ class ToneGrid(GainGrid):
     knots : int
         Points of each cell's curve, ends included (``knots - 1`` segments), at
         :func:`knot_positions`.
+    dark_knots : sequence of float
+        Extra knots (luma) added near black, where an under-exposed photo's shadows need a lift
+        that the toe must not give to black itself.
+    toe_slope, shoulder_slope : float
+        Largest slopes of the first segment and of the top ones (:func:`max_increments`).
+    max_chroma : float
+        Largest chroma gain.
 
     Notes
     -----
@@ -152,18 +171,29 @@ class ToneGrid(GainGrid):
     :meth:`tone_fields` gives the two gain fields that photos get (inference, ONNX).
     """
 
-    def __init__(self, grid_size: int = 16, knots: int = 16, width: int = 64, work_size: int = 1024):
+    def __init__(self, grid_size: int = 16, knots: int = 16, width: int = 64, work_size: int = 1024,
+                 dark_knots: tuple = DARK_KNOTS, toe_slope: float = TOE_SLOPE, shoulder_slope: float = SHOULDER_SLOPE,
+                 max_chroma: float = MAX_CHROMA):
         if knots < 3:
             raise ValueError(f"knots must be >= 3, got {knots}")
+        y = knot_positions(knots)
+        if any(not 0 < float(d) < 0.1 or bool(torch.isclose(y, torch.tensor(float(d))).any())
+               for d in dark_knots):
+            raise ValueError(f"dark_knots must lie in (0, 0.1) apart from the other knots, got {list(dark_knots)}")
+        y = torch.sort(torch.cat([y, torch.tensor([float(d) for d in dark_knots])])).values
+        knots = len(y)
+        if min(toe_slope, shoulder_slope) <= 1 or max_chroma < 1:
+            raise ValueError(f"toe_slope and shoulder_slope must be > 1 and max_chroma >= 1, got "
+                             f"{toe_slope}, {shoulder_slope}, {max_chroma}")
         super().__init__(grid_size=grid_size, bins=knots, width=width, work_size=work_size)
         self.knots = knots
-        y = knot_positions(knots)
         # derived from ``knots``: not saved in checkpoints
         self.register_buffer("knot_luma", y, persistent=False)
         self.first_knot = float(y[1])
         # the increments of the identity curve: the network's zero output starts there
         self.register_buffer("identity_logits", torch.log(y[1:] - y[:-1]), persistent=False)
-        self.register_buffer("max_increment", max_increments(y), persistent=False)
+        self.register_buffer("max_increment", max_increments(y, toe_slope, shoulder_slope), persistent=False)
+        self.max_chroma = float(max_chroma)
         # knots - 1 curve increments, then knots saturation corrections (one per luma level)
         self.to_grid = nn.Conv2d(width, 2 * knots - 1, 1)
         nn.init.zeros_(self.to_grid.weight)  # identity curve, no saturation change
@@ -209,13 +239,19 @@ class ToneGrid(GainGrid):
         The output is ``s * work + (g - s) * luma(work)``: see the module notes.
         """
         curve, saturation = self.grid(thumb)
-        y = base_luma(luma(work.clamp(0, 1)))
+        pixel = luma(work.clamp(0, 1))
+        base = base_luma(pixel)
+        # Shadows and mid-tones read the curve at the pixel's own luma (detail and noise get the
+        # curve's slope, as in the fused labels); highlights, where the shoulder is steep, at
+        # the base (module notes). Blended between BASE_FROM and BASE_FULL of the base luma.
+        t = ((base - BASE_FROM) / (BASE_FULL - BASE_FROM)).clamp(0, 1)
+        y = pixel + t * t * (3 - 2 * t) * (base - pixel)
         # Below the first knot the curve is a straight line through 0, so its ratio to the
         # input is that of the first knot: evaluate at max(y, first knot), never divide by ~0.
         y_safe = y.clamp_min(self.first_knot)
         g = bilateral_slice(curve, self.knot_coordinate(y_safe)) / y_safe
         c = bilateral_slice(saturation, self.knot_coordinate(y.clamp(0, 1)))
-        s = torch.minimum(g * torch.exp(c * math.log(2.0)), torch.full_like(g, MAX_CHROMA))
+        s = torch.minimum(g * torch.exp(c * math.log(2.0)), torch.full_like(g, self.max_chroma))
         return g, s
 
     def log_gain(self, thumb: torch.Tensor, work: torch.Tensor) -> torch.Tensor:  # pragma: no cover

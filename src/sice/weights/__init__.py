@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 #: Registry name of the model whose shipped weights ``sice enhance`` uses when none is named.
-DEFAULT_MODEL = "gaingrid-ensemble"
+DEFAULT_MODEL = "tonegrid"
 #: The name that means :data:`DEFAULT_MODEL` in every command and in the API.
 DEFAULT_ALIAS = "default"
 
