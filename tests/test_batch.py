@@ -98,10 +98,16 @@ def test_output_folder_equal_to_the_input_folder_needs_a_suffix(tmp_path):
         plan_batch([str(tmp_path / "in")], tmp_path / "in" / ".." / "in", fmt="png")
     plan = plan_batch([str(tmp_path / "in")], tmp_path / "in", suffix="_e", compare=True)
     assert _outputs(plan) == {str(tmp_path / "in" / "a.jpg"): str(tmp_path / "in" / "a_e.jpg")}
-    # a re-run does not take the earlier outputs (or their compare images) for inputs
-    _img(tmp_path / "in" / "a_e.jpg"), _img(tmp_path / "in" / "a_e-compare.jpg"), _img(tmp_path / "in" / "b_e-2.jpg")
-    assert _outputs(plan_batch([str(tmp_path / "in")], tmp_path / "in", suffix="_e")) == \
-        {str(tmp_path / "in" / "a.jpg"): str(tmp_path / "in" / "a_e.jpg")}
+    # a re-run does not take the earlier outputs (or their compare images, or numbered ones) of
+    # inputs in the folder for inputs ...
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "a_e.jpg"), _img(tmp_path / "in" / "a_e-compare.jpg"), _img(tmp_path / "in" / "a_e-2.jpg")
+    # ... but a photo that only looks like one (no b.* beside it) is an input, never dropped
+    _img(tmp_path / "in" / "b_e-2.jpg")
+    assert _outputs(plan_batch([str(tmp_path / "in")], tmp_path / "in", suffix="_e", fmt="jpg")) == {
+        str(tmp_path / "in" / "a.jpg"): str(tmp_path / "in" / "a_e.jpg"),
+        str(tmp_path / "in" / "a.png"): str(tmp_path / "in" / "a_e-2.jpg"),
+        str(tmp_path / "in" / "b_e-2.jpg"): str(tmp_path / "in" / "b_e-2_e.jpg")}
 
 
 def test_an_output_that_is_an_input_is_refused_with_the_reason(tmp_path):
@@ -201,3 +207,55 @@ def test_stdin_plans(tmp_path):
         plan_batch(["-", "a.jpg"], None)
     with pytest.raises(SiceError, match="with standard input, -o must be one image file"):
         plan_batch(["-"], tmp_path)
+
+
+# ------------------------------------------------------------------- fuzzing the planner
+# Property-based: random file names built to collide (case, Unicode normal form, an extension
+# that one output format maps onto another, names that look like another file's numbered or
+# compare name), spread over a few input folders. Whatever they are, every image gets exactly
+# one outcome, no two planned files share a name on a case-insensitive file system, and no
+# planned file is an input.
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_STEMS = st.sampled_from(["x", "X", "IMG_0001", "img_0001", "caf\u00e9", "cafe\u0301", "x-2", "x-compare",
+                          "a_s", "a"])
+_EXTS = st.sampled_from([".jpg", ".JPG", ".png", ".tif", ".jpeg"])
+_NAMES = st.lists(st.tuples(st.integers(0, 2), _STEMS, _EXTS), min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=_NAMES, fmt=st.sampled_from(["same", "png", "jpg"]), compare=st.booleans(),
+       suffix=st.sampled_from(["", "_s"]), beside=st.booleans())
+def test_planned_names_never_collide_and_never_hit_an_input(tmp_path_factory, names, fmt, compare, suffix, beside):
+    import unicodedata
+
+    root = tmp_path_factory.mktemp("fuzz")
+    made = []
+    for folder, stem, ext in names:
+        path = root / f"d{folder}" / f"{stem}{ext}"
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")  # planning lists names only; nothing is decoded
+        made.append(path)
+    folders = sorted({str(p.parent) for p in made})
+    beside = beside and bool(suffix)
+    out = Path(folders[0]) if beside else root / "out"
+    plan = plan_batch(folders, out, fmt=fmt, compare=compare, suffix=suffix)
+    key = lambda p: unicodedata.normalize("NFC", os.path.normpath(os.path.abspath(p))).casefold()
+    # written beside the inputs, a file named <stem><suffix>[-N][-compare] next to <stem>.* is an
+    # earlier run's output of that input (its job plans it again), every other file an input
+    if beside:
+        earlier = {p for p in made if p.parent == Path(folders[0]) and any(
+            q.parent == p.parent and q != p and p.stem in {f"{q.stem}{suffix}{n}{c}" for n in ("", "-2", "-3")
+                                                          for c in ("", "-compare")} for q in made)}
+    else:
+        earlier = set()
+    inputs = [p for p in made if p not in earlier]
+    # every input has exactly one outcome: a job, or a failure that names it
+    outcomes = [str(j.source) for j in plan.jobs] + [f for f, _ in plan.failures]
+    assert sorted(outcomes) == sorted(str(p) for p in inputs)
+    planned = [key(p) for j in plan.jobs for p in j.targets()]
+    assert len(planned) == len(set(planned))
+    assert not set(planned) & {key(p) for p in inputs}

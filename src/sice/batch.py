@@ -73,7 +73,8 @@ class Plan:
 
 
 def find_sources(inputs: Iterable[str], *, recursive: bool = False, exclude: Path | None = None,
-                 previous_suffix: str = "") -> tuple[list[Source], list[tuple[str, str]]]:
+                 previous_suffix: str = "", previous_folder: Path | None = None
+                 ) -> tuple[list[Source], list[tuple[str, str]]]:
     """Files, folders and glob patterns -> image files, plus (entry, reason) failures.
 
     Parameters
@@ -89,8 +90,14 @@ def find_sources(inputs: Iterable[str], *, recursive: bool = False, exclude: Pat
         re-run does not enhance its own outputs (files named one by one always are).
     previous_suffix : str
         Files whose name ends with this suffix (before the extension, perhaps followed by a
-        collision number and ``-compare``) are outputs of an earlier run written into their
-        input's folder with ``--suffix``; they are not inputs.
+        collision number and ``-compare``) and whose input (the same name without it) is in the
+        same folder are outputs of an earlier run written beside their input with ``--suffix``;
+        they are not inputs (their input's job plans them again). A file that only looks like
+        one (``a_s.jpg`` with no ``a.*`` beside it, or outside ``previous_folder``) is an input
+        like any other.
+    previous_folder : Path, optional
+        Where earlier outputs written with ``--suffix`` can be (the output folder, which is an
+        input folder): ``previous_suffix`` applies to files in it (and below it) only.
 
     Returns
     -------
@@ -106,7 +113,8 @@ def find_sources(inputs: Iterable[str], *, recursive: bool = False, exclude: Pat
     seen: set[str] = set()
     excl = _real(exclude) if exclude is not None else None
     # an earlier run's outputs: <stem><suffix>, numbered after a collision, and compare images
-    previous = re.compile(f".*{re.escape(previous_suffix)}(-[0-9]+)?(-compare)?") if previous_suffix else None
+    previous = re.compile(f"(.*){re.escape(previous_suffix)}(-[0-9]+)?(-compare)?") if previous_suffix else None
+    previous_in = _real(previous_folder) if previous_folder is not None else None
 
     def add(path: Path, rel: Path, *, found_by_search: bool = True) -> None:
         key = os.path.abspath(path)
@@ -114,7 +122,10 @@ def find_sources(inputs: Iterable[str], *, recursive: bool = False, exclude: Pat
             return
         if found_by_search and excl is not None and _inside(_real(path), excl):
             return
-        if previous is not None and previous.fullmatch(path.stem):
+        earlier = None
+        if previous is not None and (previous_in is None or _inside(_real(path), previous_in)):
+            earlier = previous.fullmatch(path.stem)
+        if earlier is not None and _has_image_named(path.parent, earlier.group(1)):
             return
         seen.add(key)
         found.append(Source(path, rel))
@@ -195,7 +206,8 @@ def plan_batch(inputs: Iterable[str], output: Path | None, *, recursive: bool = 
                         "or mix with the inputs; choose another -o, or add --suffix to write beside the inputs")
     sources, failures = find_sources(inputs, recursive=recursive,
                                      exclude=out_dir if out_dir is not None and not beside else None,
-                                     previous_suffix=suffix if beside else "")
+                                     previous_suffix=suffix if beside else "",
+                                     previous_folder=out_dir if beside else None)
     if names_file:
         if folder_inputs or len(sources) > 1:
             what = f"the folder {folder_inputs[0]}" if folder_inputs else f"{len(sources)} images"
@@ -316,6 +328,11 @@ def _walk(folder: Path, *, recursive: bool, skip: str | None) -> tuple[list[Path
         pending.extend(reversed(subfolders))
     files.sort(key=lambda f: natural_key(f.relative_to(folder).as_posix()))
     return files, problems
+
+
+def _has_image_named(folder: Path, stem: str) -> bool:
+    """Whether ``folder`` holds an image file called ``stem`` with any image extension."""
+    return any(is_image_path(p) for p in folder.glob(glob.escape(stem) + ".*"))
 
 
 def _empty_folder_reason(folder: Path, recursive: bool) -> str:
