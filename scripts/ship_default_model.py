@@ -2,9 +2,8 @@
 
     python scripts/ship_default_model.py runs/gaingrid/best.pt runs/gg-grey/best.pt
 
-One checkpoint is shipped as it is; several ``gaingrid`` checkpoints are shipped as one
-``gaingrid-ensemble`` (their outputs averaged; the default since it beat each member on the
-validation and test scenes, docs/default-model.md). Writes src/sice/weights/<registry name>.pt
+One checkpoint is shipped as it is; several ``tonegrid`` (or ``gaingrid``) checkpoints are
+shipped as one ``tonegrid-ensemble`` (``gaingrid-ensemble``): their outputs averaged. Writes src/sice/weights/<registry name>.pt
 (weights + provenance only, no optimiser state), src/sice/weights/<registry name>.onnx and its
 .json config (the fast onnxruntime path): files are named after the model's registry name, so
 `sice models` lists the shipped model under its real name and `-m <name>` loads it. Point
@@ -21,6 +20,7 @@ from sice.export import export_onnx
 from sice.models import load_checkpoint, save_checkpoint
 from sice.models.checkpoint import read_checkpoint
 from sice.models.gaingrid import ensemble_of
+from sice.models.tonegrid import ToneGrid, tone_ensemble_of
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "src" / "sice" / "weights"
 
@@ -36,14 +36,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("checkpoints", type=Path, nargs="+")
     ap.add_argument("--name", default=None, help="file name stem (default: the model's registry name)")
+    ap.add_argument("--work-size", type=int, default=None,
+                    help="working resolution photos get their fields at (default: the model's own)")
     args = ap.parse_args()
     models = [load_checkpoint(p) for p in args.checkpoints]
     metas = [_provenance(p) for p in args.checkpoints]
     if len(models) == 1:
         model, meta = models[0], metas[0]
-    else:
-        model = ensemble_of(models)
+    else:  # the mean of several models of one family
+        model = tone_ensemble_of(models) if isinstance(models[0], ToneGrid) else ensemble_of(models)
         meta = {"members": metas, "step": [m.get("step") for m in metas]}
+    if args.work_size is not None:
+        model.work_size = args.work_size
+        model.sice_kwargs = {**getattr(model, "sice_kwargs", {}), "work_size": args.work_size}
     name = args.name or model.sice_config.name
     meta["licence"] = f"weights trained by the sice project on SICE Part1 (research use); see weights/{name}.md"
     model.sice_meta = meta  # the ONNX sidecar carries it too

@@ -103,12 +103,17 @@ def test_the_toe_keeps_black_near_black_under_the_strongest_lift():
     assert _grey_out(model, 0.5) <= 1.0
 
 
-def test_dark_tones_above_the_toe_can_be_lifted_a_lot():
+def test_the_toe_grows_the_lift_smoothly_and_shadows_above_it_can_be_lifted_a_lot():
     signs = -np.ones(SEGMENTS)
-    signs[1] = 1  # the second segment (2/255 .. 4/255) takes the curve
+    signs[:4] = 1  # every toe segment (black .. 14.4/255) as steep as it may be
     model = _extreme_curve(signs)
-    assert _grey_out(model, 6 / 255) / (6 / 255) > 16  # shadows at 6/255 lifted 4 stops ...
-    assert _grey_out(model, 2 / 255) * 255 <= 2 * TOE_SLOPE + 1e-3  # ... while black is held
+    # by hand, the documented caps: slopes 5, 5 sqrt(2), 5 sqrt(4), 5 sqrt(7.2) over the knots
+    # 0, 2, 4, 8, 14.4 (/255)
+    expected = (2 * 5 + 2 * 5 * 2 ** 0.5 + 4 * 10) / 255
+    assert _grey_out(model, 8 / 255) == pytest.approx(expected, rel=1e-3)  # 8x at 8/255
+    signs = -np.ones(SEGMENTS)
+    signs[4] = 1  # the first free segment (14.4/255 .. 29.5/255) takes the curve
+    assert _grey_out(_extreme_curve(signs), 29.5 / 255) / (29.5 / 255) > 8  # 3 stops
 
 
 def test_base_luma_keeps_flat_regions_and_steps_and_smooths_noise():
@@ -159,15 +164,24 @@ def test_noise_next_to_a_clipped_sky_is_not_amplified_into_speckles():
     assert float(y[..., :32 - 4, :].min()) == pytest.approx(1.0, abs=1e-5)  # the sky stays white
 
 
-def test_chroma_gain_is_bounded_by_max_chroma():
-    model = _random_model(1, scale=3.0)
+def test_chroma_gain_is_bounded_by_max_chroma_and_saturation_is_held_near_clipping():
+    signs = -np.ones(SEGMENTS)
+    signs[4] = 1  # the first free segment (14.4/255 .. 29.5/255) takes the curve
+    model = _extreme_curve(signs)
     with torch.no_grad():
-        model.to_grid.bias[1] = 6.0  # strong lift: the luma gain far above MAX_CHROMA
-    x = torch.rand(1, 3, 48, 48) * 0.1 + 0.05
+        model.to_grid.bias[SEGMENTS:] = 20.0  # +1 stop of saturation everywhere (tanh saturated)
+    x = torch.full((1, 3, 16, 16), 0.1)
+    x[..., 0, :, :] = 0.12  # a little colour
     with torch.no_grad():
         g, s = model.tone_fields(model.thumbnail(x), x)
-    assert float(g.max()) > MAX_CHROMA
-    assert float(s.max()) <= MAX_CHROMA + 1e-5
+    assert float(g.min()) > 1.5 * MAX_CHROMA  # about 3 stops of luma gain ...
+    assert float(s.max()) == pytest.approx(MAX_CHROMA, rel=1e-5)  # ... chroma gain held at 4
+    # a pixel with a clipped channel gets no saturation boost: chroma gain = luma gain
+    bright = torch.full((1, 3, 16, 16), 0.9)
+    bright[..., 2, :, :] = 1.0
+    with torch.no_grad():
+        g, s = model.tone_fields(model.thumbnail(bright), bright)
+    assert torch.allclose(s, torch.minimum(g, torch.full_like(g, MAX_CHROMA)), rtol=1e-5)
 
 
 def test_apply_tone_is_the_models_output_at_the_working_resolution():
@@ -251,3 +265,24 @@ def test_strength_is_a_power_of_both_gains_and_zero_is_the_input():
     assert np.abs(enhancer.enhance_pixels(x, strength=0.5).astype(int) - half.astype(int)).max() <= 1
     with pytest.raises(ValueError, match="strength"):
         enhancer.enhance_pixels(x, strength=1.5)
+
+
+def test_an_ensemble_is_the_mean_of_its_members_fields_and_exports(tmp_path):
+    from sice.export import export_onnx
+    from sice.models.tonegrid import tone_ensemble_of
+
+    a, b = _random_model(6, scale=0.6), _random_model(7, scale=0.6)
+    ensemble = tone_ensemble_of([a, b])
+    assert ensemble.sice_config.name == "tonegrid-ensemble" and ensemble.sice_config.photo_path == "tone"
+    x = torch.rand(1, 3, 40, 52) ** 2
+    thumb = a.thumbnail(x)
+    with torch.no_grad():
+        (ga, sa), (gb, sb) = a.tone_fields(thumb, x), b.tone_fields(thumb, x)
+        g, s = ensemble.tone_fields(thumb, x)
+        # the mean of the members' outputs, before clipping, is one model with the mean gains
+        mean_out = ((sa * x + (ga - sa) * luma(x)) + (sb * x + (gb - sb) * luma(x))) / 2
+    assert torch.allclose(g, (ga + gb) / 2) and torch.allclose(s, (sa + sb) / 2)
+    assert torch.allclose(s * x + (g - s) * luma(x), mean_out, atol=1e-6)
+    img = (np.random.default_rng(4).random((60, 80, 3)) * 255).astype(np.uint8)
+    path = export_onnx(ensemble, tmp_path / "ens.onnx")
+    assert np.abs(Enhancer(path).enhance_pixels(img).astype(int) - Enhancer(ensemble).enhance_pixels(img).astype(int)).max() <= 1

@@ -13,21 +13,19 @@ photographer's tools cannot do that by accident: "curves" are monotone and keep 
   under-exposed photo and the highlights of an over-exposed one, where all their pixels are,
   get the same resolution. Between cells the curves are blended bilinearly, which keeps both
   properties. The curve starts as the identity.
-* **Highlights: curves of the regions, gains for the pixels.** Darkening an over-exposed photo
-  with white pinned needs a steep curve just below white; read at each pixel's own luma, that
-  steep part turned the JPEG noise next to a clipped sky into speckles and hard contours (the
-  first trained tonegrid did). In the highlights the curve is therefore read at the *base*
-  luma, an edge-preserving smoothing of the luma (a guided filter, :func:`base_luma`), and the
-  pixel gets the curve's ratio there as a gain, ``g = f(Y_b) / Y_b``: a clipped sky is white as
-  a region, the darkened scene next to it darker as a region, their edge stays sharp, and the
-  noise within each is scaled by the gain (below 1), not by the slope (local tone mapping,
-  Durand & Dorsey 2002). Shadows and mid-tones read the curve at the pixel's own luma (base
-  luma below :data:`BASE_FROM`, blended up to :data:`BASE_FULL`): there the slope of a lifting
-  curve is below its ratio, so detail and noise are lifted less, as in the fused labels
-  (reading everything at the base cost 0.5 dB on the darkest inputs).
+* **Curves of the regions, gains for the pixels.** The curve is read at the *base* luma, an
+  edge-preserving smoothing of the luma (a guided filter, :func:`base_luma`), and the pixel gets
+  the curve's ratio there as a gain, ``g = f(Y_b) / Y_b`` (local tone mapping, Durand & Dorsey
+  2002). Read at each pixel's own luma, the steep parts of a curve multiply the noise of the
+  pixels they cover by their slope: next to a clipped sky (the shoulder that darkens an
+  over-exposed photo with white pinned) that made speckles and hard contours, and just above
+  black (the lift of a night scene's shadows) a salt-and-pepper dither, in the first trained
+  tonegrids. Read at the base, a region is lifted or darkened as a whole, its edges stay
+  sharp, and the noise within it is scaled by the gain, as by an exposure change.
 * **A toe and a shoulder.** The first segment (black to 2/255) is held to a slope of
-  :data:`TOE_SLOPE`: a lifted shadow keeps its black level instead of turning noise and JPEG
-  blocks into charcoal. The top segments (from 0.88 up) are held to :data:`SHOULDER_SLOPE`, so the
+  :data:`TOE_SLOPE` and the next ones, up to 14/255, to slopes growing with the square root of
+  their luma: a lifted shadow keeps its black level instead of turning noise and JPEG blocks
+  into charcoal, and the lift grows smoothly from black instead of dithering a noisy night sky. The top segments (from 0.88 up) are held to :data:`SHOULDER_SLOPE`, so the
   little noise left in the base luma is not multiplied by a near-vertical shoulder either.
 * **Colour follows the luma, with a bounded chroma gain.** ``out = Y' + s (x - Y)``: the luma
   ``Y`` goes to ``Y' = g Y``, and the chroma ``x - Y`` is scaled by ``s = min(g 2**c, MAX_CHROMA)``,
@@ -72,8 +70,9 @@ REC601 = (0.299, 0.587, 0.114)
 #: of the validation scenes lost 0.5 dB (docs/default-model.md).
 DARK_KNOTS = (2 / 255, 8 / 255)
 #: Largest slope of the first curve segment (black to 2/255): input black (luma <= 2/255)
-#: stays at or below 10/255.
-TOE_SLOPE = 5.0
+#: stays at or below 10/255. Segments up to TOE_END are held to TOE_SLOPE x sqrt(their end /
+#: 2/255): 7 up to 4/255, 10 up to 8/255, 13 up to 14/255.
+TOE_SLOPE, TOE_END = 5.0, 0.06
 #: Largest slope of the curve's top segments (those starting at SHOULDER_START = 0.88 and up):
 #: an over-exposed photo can still be darkened a lot (0.88 down to 0.4) with white pinned,
 #: but never with a cliff that would amplify the noise next to a clipped sky.
@@ -82,9 +81,9 @@ SHOULDER_SLOPE, SHOULDER_START = 5.0, 0.88
 #: at: 256 in training, up to ``work_size`` for photos) and regulariser (an edge of luma contrast
 #: well above sqrt(BASE_EPS) = 0.045 is kept, noise well below it is smoothed).
 BASE_RADIUS, BASE_EPS = 2, 0.002
-#: The curve is read at the pixel's luma where the base luma is below BASE_FROM, at the base
-#: luma above BASE_FULL, smoothly blended between (the steep shoulder starts at SHOULDER_START).
-BASE_FROM, BASE_FULL = 0.6, 0.85
+#: Pixels whose brightest channel is above CLIP_FROM get less of the learned saturation boost
+#: (none at 1.0): near clipping, chroma is the camera's clipping error.
+CLIP_FROM = 0.9
 #: Bound of the learned saturation correction, in stops of chroma gain relative to luma gain.
 MAX_SATURATION = 1.0
 #: Largest chroma gain: a shadow lifted by more than 2 stops gets its colour lifted by 2 stops
@@ -118,11 +117,16 @@ def luma(x: torch.Tensor) -> torch.Tensor:
 def max_increments(knot_luma: torch.Tensor, toe_slope: float = TOE_SLOPE,
                    shoulder_slope: float = SHOULDER_SLOPE) -> torch.Tensor:
     """Largest increment of each curve segment: ``toe_slope`` x its width for the first (black
-    to the first knot), ``shoulder_slope`` x its width for those starting at or above
-    :data:`SHOULDER_START`, no limit (inf) for the others."""
+    to the first knot) and ``toe_slope`` x sqrt(its end / the first knot) x its width for the
+    others ending at or below :data:`TOE_END`; ``shoulder_slope`` x its width for those starting
+    at or above :data:`SHOULDER_START`; no limit (inf) for the others."""
     width = knot_luma[1:] - knot_luma[:-1]
     cap = torch.full_like(width, math.inf)
-    cap[0] = toe_slope * width[0]
+    # the toe: the first segment at toe_slope, the next ones up to TOE_END at toe_slope x
+    # sqrt(their end / the first knot), so the lift grows smoothly from black (a sudden jump
+    # from a held first segment to a free second one dithered the noise of night skies)
+    toe = knot_luma[1:] <= TOE_END
+    cap[toe] = toe_slope * (knot_luma[1:][toe] / knot_luma[1]).sqrt() * width[toe]
     top = knot_luma[:-1] >= SHOULDER_START
     cap[top] = shoulder_slope * width[top]
     return cap
@@ -164,6 +168,8 @@ class ToneGrid(GainGrid):
         Largest slopes of the first segment and of the top ones (:func:`max_increments`).
     max_chroma : float
         Largest chroma gain.
+    max_saturation : float
+        Bound of the learned saturation correction, in stops.
 
     Notes
     -----
@@ -173,7 +179,7 @@ class ToneGrid(GainGrid):
 
     def __init__(self, grid_size: int = 16, knots: int = 16, width: int = 64, work_size: int = 1024,
                  dark_knots: tuple = DARK_KNOTS, toe_slope: float = TOE_SLOPE, shoulder_slope: float = SHOULDER_SLOPE,
-                 max_chroma: float = MAX_CHROMA):
+                 max_chroma: float = MAX_CHROMA, max_saturation: float = MAX_SATURATION):
         if knots < 3:
             raise ValueError(f"knots must be >= 3, got {knots}")
         y = knot_positions(knots)
@@ -194,6 +200,7 @@ class ToneGrid(GainGrid):
         self.register_buffer("identity_logits", torch.log(y[1:] - y[:-1]), persistent=False)
         self.register_buffer("max_increment", max_increments(y, toe_slope, shoulder_slope), persistent=False)
         self.max_chroma = float(max_chroma)
+        self.max_saturation = float(max_saturation)
         # knots - 1 curve increments, then knots saturation corrections (one per luma level)
         self.to_grid = nn.Conv2d(width, 2 * knots - 1, 1)
         nn.init.zeros_(self.to_grid.weight)  # identity curve, no saturation change
@@ -223,7 +230,7 @@ class ToneGrid(GainGrid):
         # cumulative sums of positive steps: increasing; the last knot is exactly 1, not a
         # float sum that might land at 0.9999999
         curve = torch.cat([ends, torch.cumsum(steps[:, :-1], dim=1), ends + 1], dim=1)
-        saturation = MAX_SATURATION * torch.tanh(z[:, k - 1:] / MAX_SATURATION)
+        saturation = self.max_saturation * torch.tanh(z[:, k - 1:] / self.max_saturation)
         return curve[:, None], saturation[:, None]
 
     def knot_coordinate(self, y: torch.Tensor) -> torch.Tensor:
@@ -239,18 +246,17 @@ class ToneGrid(GainGrid):
         The output is ``s * work + (g - s) * luma(work)``: see the module notes.
         """
         curve, saturation = self.grid(thumb)
-        pixel = luma(work.clamp(0, 1))
-        base = base_luma(pixel)
-        # Shadows and mid-tones read the curve at the pixel's own luma (detail and noise get the
-        # curve's slope, as in the fused labels); highlights, where the shoulder is steep, at
-        # the base (module notes). Blended between BASE_FROM and BASE_FULL of the base luma.
-        t = ((base - BASE_FROM) / (BASE_FULL - BASE_FROM)).clamp(0, 1)
-        y = pixel + t * t * (3 - 2 * t) * (base - pixel)
+        work = work.clamp(0, 1)
+        y = base_luma(luma(work))
         # Below the first knot the curve is a straight line through 0, so its ratio to the
         # input is that of the first knot: evaluate at max(y, first knot), never divide by ~0.
         y_safe = y.clamp_min(self.first_knot)
         g = bilateral_slice(curve, self.knot_coordinate(y_safe)) / y_safe
         c = bilateral_slice(saturation, self.knot_coordinate(y.clamp(0, 1)))
+        # No extra saturation where a channel is (nearly) clipped: its chroma is the camera's
+        # clipping error (a blue sky whose blue clipped first reads cyan), not colour to restore.
+        near_clip = ((work.amax(dim=1, keepdim=True) - CLIP_FROM) / (1 - CLIP_FROM)).clamp(0, 1)
+        c = c - F.relu(c) * near_clip * near_clip * (3 - 2 * near_clip)
         s = torch.minimum(g * torch.exp(c * math.log(2.0)), torch.full_like(g, self.max_chroma))
         return g, s
 
@@ -278,3 +284,63 @@ class ToneGrid(GainGrid):
 ))
 def tonegrid(**kwargs) -> ToneGrid:
     return ToneGrid(**kwargs)
+
+
+class ToneGridEnsemble(nn.Module):
+    """The mean of several :class:`ToneGrid` s, handed to photos as one luma gain and one chroma
+    gain.
+
+    Each member maps a pixel to ``s_k x + (g_k - s_k) Y``; their mean is ``s x + (g - s) Y``
+    with ``g``, ``s`` the members' mean gains, so the ensemble costs the photo nothing more than
+    one model (only the thumbnail networks and the fields at the working resolution repeat).
+    The mean of monotone curves pinned at black and white is one too, and the mean chroma gain
+    stays under the cap.
+
+    Parameters
+    ----------
+    members : list of dict
+        Keyword arguments of each member's :class:`ToneGrid`.
+    work_size : int
+        Working resolution of :meth:`tone_fields`.
+    """
+
+    def __init__(self, members: list[dict] | tuple[dict, ...] = ({}, {}), work_size: int = 1024):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.work_size = int(work_size)
+        self.members = nn.ModuleList(ToneGrid(**{**dict(kw), "work_size": self.work_size}) for kw in members)
+
+    def tone_fields(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The members' mean ``(luma gain, chroma gain)``, each (B, 1, h, w)."""
+        fields = [member.tone_fields(thumb, work) for member in self.members]
+        n = len(fields)
+        return sum(f[0] for f in fields) / n, sum(f[1] for f in fields) / n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, s = self.tone_fields(GainGrid.thumbnail(x), x)
+        return (s * x + (g - s) * luma(x)).clamp(0, 1)
+
+
+@register_model(ModelConfig(
+    name="tonegrid-ensemble",
+    description="the mean of several tonegrids, applied to the photo as one luma gain and one chroma gain",
+    fully_convolutional=False,
+    photo_path="tone",
+    paper="this package",
+))
+def tonegrid_ensemble(**kwargs) -> ToneGridEnsemble:
+    return ToneGridEnsemble(**kwargs)
+
+
+def tone_ensemble_of(models: list[ToneGrid], *, work_size: int = 1024) -> ToneGridEnsemble:
+    """A registered ``tonegrid-ensemble`` holding copies of trained ``tonegrid`` models' weights."""
+    if not models or any(not isinstance(m, ToneGrid) for m in models):
+        raise ValueError("tone_ensemble_of takes one or more tonegrid models")
+    from ._registry import create_model
+
+    members = [{k: v for k, v in getattr(m, "sice_kwargs", {}).items() if k != "work_size"} for m in models]
+    ensemble = create_model("tonegrid-ensemble", members=members, work_size=work_size)
+    for target, source in zip(ensemble.members, models):
+        target.load_state_dict(source.state_dict())
+    return ensemble.eval()
