@@ -153,3 +153,15 @@ def test_grey_offsets_lift_all_channels_alike_and_bad_layouts_are_refused():
     torch.testing.assert_close(lift, torch.full_like(lift, expected), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="offset"):
         create_model("gaingrid", offset="blue")
+
+
+@pytest.mark.parametrize("name", ["gaingrid", "tonegrid"])
+def test_grid_sizes_the_global_path_cannot_take_are_refused_at_construction(name):
+    # 1 and 2 cells per side used to build, then fail on the first image in a matrix product
+    for bad in (1, 2, 3, 12):
+        with pytest.raises(ValueError, match="grid_size"):
+            create_model(name, grid_size=bad)
+    model = create_model(name, grid_size=4).eval()
+    with torch.no_grad():
+        y = model(torch.rand(1, 3, 40, 30, generator=torch.Generator().manual_seed(0)))
+    assert y.shape == (1, 3, 40, 30) and bool(torch.isfinite(y).all())

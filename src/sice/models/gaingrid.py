@@ -92,8 +92,9 @@ class GainGrid(nn.Module):
     def __init__(self, grid_size: int = 16, bins: int = 8, width: int = 64, work_size: int = 1024,
                  adaptive: bool = False, offset: bool | str = False):
         super().__init__()
-        if THUMB % grid_size or (THUMB // grid_size) & (THUMB // grid_size - 1):
-            raise ValueError(f"grid_size must divide {THUMB} by a power of two, got {grid_size}")
+        # the global path halves the grid twice, so 4 cells per side is the least it can take
+        if grid_size < 4 or THUMB % grid_size or (THUMB // grid_size) & (THUMB // grid_size - 1):
+            raise ValueError(f"grid_size must be >= 4 and divide {THUMB} by a power of two, got {grid_size}")
         self.grid_size, self.bins, self.width, self.work_size = grid_size, bins, width, work_size
         offsets = {False: 0, "none": 0, True: 3, "rgb": 3, "grey": 1}
         if offset not in offsets:
