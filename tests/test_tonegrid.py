@@ -169,7 +169,7 @@ def test_chroma_gain_is_bounded_by_max_chroma_and_saturation_is_held_near_clippi
     signs[4] = 1  # the first free segment (14.4/255 .. 29.5/255) takes the curve
     model = _extreme_curve(signs)
     with torch.no_grad():
-        model.to_grid.bias[SEGMENTS:] = 20.0  # +1 stop of saturation everywhere (tanh saturated)
+        model.to_grid.bias[SEGMENTS:] = 20.0  # the most saturation there is, everywhere (tanh saturated)
     x = torch.full((1, 3, 16, 16), 0.1)
     x[..., 0, :, :] = 0.12  # a little colour
     with torch.no_grad():

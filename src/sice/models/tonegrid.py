@@ -82,10 +82,14 @@ SHOULDER_SLOPE, SHOULDER_START = 5.0, 0.88
 #: well above sqrt(BASE_EPS) = 0.045 is kept, noise well below it is smoothed).
 BASE_RADIUS, BASE_EPS = 2, 0.002
 #: Pixels whose brightest channel is above CLIP_FROM get less of the learned saturation boost
-#: (none at 1.0): near clipping, chroma is the camera's clipping error.
-CLIP_FROM = 0.9
+#: (none at 1.0): near clipping, chroma is the camera's clipping error. From 0.9 (the first
+#: trained value) the suppression also faded the colours of bright, unclipped skies and walls.
+CLIP_FROM = 0.98
 #: Bound of the learned saturation correction, in stops of chroma gain relative to luma gain.
-MAX_SATURATION = 1.0
+#: Darkening an over-exposed photo by gain g scales its chroma by g too; a gamma of 2-3 scales
+#: it by (1-1.6 stops) more than that, so +-1 stop left darkened highlights faded (colourfulness
+#: 0.81x the input's on over-exposed CC0 renderings; 0.95x with 2 stops, docs/default-model.md).
+MAX_SATURATION = 2.0
 #: Largest chroma gain: a shadow lifted by more than 2 stops gets its colour lifted by 2 stops
 #: only, so its chroma noise (and JPEG chroma blocks) are not multiplied by the full lift.
 MAX_CHROMA = 4.0
