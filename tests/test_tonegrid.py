@@ -2,6 +2,8 @@
 two gain fields reach a photo (torch, ONNX, uint8/uint16/float)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -249,6 +251,25 @@ def test_lost_detail_weight_marks_clipped_and_black_inputs():
     w = lost_detail_weight(x, 0.25)
     assert w.shape == (1, 1, 2, 3)
     assert w[0, 0].tolist() == [[0.25, 1.0, 1.0], [0.25, 0.25, 1.0]]
+
+
+def test_highlight_rolloff_target_blends_towards_the_labels_gamma_near_white():
+    from sice.training.loop import highlight_rolloff_target
+
+    x = torch.tensor([0.5, 0.5, 0.9, 1.0]).view(1, 1, 2, 2).repeat(1, 3, 1, 1)
+    x[0, 2, 0, 0] = 0.3  # a coloured pixel: its brightest channel decides, and its luma changes
+    label = torch.full_like(x, 0.4)
+    luma_in = (0.299 * 0.5 + 0.587 * 0.5 + 0.114 * 0.3 + 0.5 + 0.9 + 1.0) / 4
+    gamma = math.log(0.4) / math.log(luma_in)  # takes the input's mean luma to the label's
+    y = highlight_rolloff_target(x, label, 0.8)
+    # below 0.8: the label; 0.9: halfway to 0.9**gamma; white: white
+    assert torch.allclose(y[0, :, 0, :], torch.full((3, 2), 0.4))
+    assert torch.allclose(y[0, :, 1, 0], torch.full((3,), 0.5 * 0.4 + 0.5 * 0.9 ** gamma))
+    assert torch.allclose(y[0, :, 1, 1], torch.ones(3))
+    # off below its start: a dark photo's target is its label
+    dark = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 0.7
+    assert torch.equal(highlight_rolloff_target(dark, label[..., :1, :1].expand(2, 3, 4, 4), 0.8),
+                       label[..., :1, :1].expand(2, 3, 4, 4))
 
 
 def test_strength_is_a_power_of_both_gains_and_zero_is_the_input():

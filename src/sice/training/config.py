@@ -80,6 +80,10 @@ class DataSection:
     #: towards the label's grey instead of leaving them white. Scales pred and label alike
     #: (exact for l1, squared for l2; not used by the other terms).
     lost_weight: float = 1.0
+    #: Where the input's brightest channel is above this (0: off), the training target is
+    #: blended from the label towards a gamma of the input, fully at white
+    #: (``training.loop.highlight_rolloff_target``): a smooth roll-off into what the input clipped.
+    rolloff_from: float = 0.0
 
 
 @dataclasses.dataclass
@@ -205,6 +209,7 @@ class TrainConfig:
              "data.train_frames_per_scene and data.val_frames_per_scene must be >= 0"),
             (d.patches_per_image >= 1, f"data.patches_per_image must be >= 1, got {d.patches_per_image}"),
             (0 <= d.lost_weight <= 1, f"data.lost_weight must be in [0, 1], got {d.lost_weight}"),
+            (0 <= d.rolloff_from < 1, f"data.rolloff_from must be in [0, 1), got {d.rolloff_from}"),
             (len(d.ratios) == 3 and min(d.ratios) >= 0 and sum(d.ratios) > 0, f"data.ratios must be 3 non-negative numbers, got {d.ratios}"),
             (o.name in ("sgd", "adam", "adamw"), f"optim.name must be sgd/adam/adamw, got {o.name!r}"),
             (o.lr > 0 and math.isfinite(o.lr), f"optim.lr must be > 0, got {o.lr}"),

@@ -77,6 +77,25 @@ def lost_detail_weight(rgb: torch.Tensor, weight: float) -> torch.Tensor:
     return torch.where(lost, torch.full_like(lo, weight), torch.ones_like(lo))
 
 
+def highlight_rolloff_target(rgb: torch.Tensor, label: torch.Tensor, start: float) -> torch.Tensor:
+    """The label, blended towards a gamma of the input where the input nears clipping.
+
+    ``t = clip((max channel - start) / (1 - start), 0, 1)`` per pixel; the target is ``(1 - t)
+    label + t rgb**gamma``, with one gamma per image that takes the input's mean luma to the
+    label's. A clipped sky's neighbourhood holds no detail in this input; its label's detail
+    (from darker frames) can only be matched by a curve that plunges just below white, which
+    draws a hard edge around every clipped sun and lamp. The gamma rolls off into white smoothly.
+    (B, 3, H, W) in [0, 1]; see ``DataSection.rolloff_from``.
+    """
+    def mean_luma(x: torch.Tensor) -> torch.Tensor:
+        y = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+        return y.mean(dim=(1, 2)).clamp(1e-3, 1 - 1e-3)
+
+    gamma = (mean_luma(label).log() / mean_luma(rgb).log()).clamp(0.2, 5.0).view(-1, 1, 1, 1)
+    t = ((rgb.amax(dim=1, keepdim=True) - start) / (1 - start)).clamp(0, 1)
+    return (1 - t) * label + t * rgb.clamp_min(1e-6) ** gamma
+
+
 def lr_factor(step: int, *, total: int, name: str, warmup_steps: int, min_lr_ratio: float,
               step_every: int, gamma: float) -> float:
     """Multiplier of the base LR after ``step`` optimiser steps (linear warm-up, then the schedule)."""
@@ -429,6 +448,8 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
                 aux = None if batch["aux"] is None else \
                     torch.from_numpy(batch["aux"]).to(info.device).contiguous(memory_format=fmt)
                 pred = forward(ddp_model, rgb, aux, mconf)
+                if d.rolloff_from > 0:
+                    label = highlight_rolloff_target(rgb, label, d.rolloff_from)
                 if d.lost_weight != 1.0:
                     w = lost_detail_weight(rgb, d.lost_weight)
                     loss = loss_fn(pred * w, label * w)
