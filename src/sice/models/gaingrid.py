@@ -329,10 +329,18 @@ def gaingrid_ensemble(**kwargs) -> GainGridEnsemble:
 
 def ensemble_of(models: list[GainGrid], *, work_size: int = 768) -> GainGridEnsemble:
     """A registered ``gaingrid-ensemble`` holding copies of trained ``gaingrid`` models' weights."""
-    if not models or any(not isinstance(m, GainGrid) for m in models):
-        raise ValueError("ensemble_of takes one or more gaingrid models")
+    return members_copied_into("gaingrid-ensemble", models, GainGrid, work_size=work_size,
+                               caller="ensemble_of", family="gaingrid")
+
+
+def members_copied_into(ensemble_name: str, models: list, member_type: type, *, work_size: int,
+                        caller: str, family: str) -> nn.Module:
+    """The registered ensemble ``ensemble_name`` built with the members' own kwargs and a copy of
+    each trained member's weights (the gain and tone grid ensembles alike)."""
+    if not models or any(not isinstance(m, member_type) for m in models):
+        raise ValueError(f"{caller} takes one or more {family} models")
     members = [{k: v for k, v in getattr(m, "sice_kwargs", {}).items() if k != "work_size"} for m in models]
-    ensemble = create_model("gaingrid-ensemble", members=members, work_size=work_size)
+    ensemble = create_model(ensemble_name, members=members, work_size=work_size)
     for target, source in zip(ensemble.members, models):
         target.load_state_dict(source.state_dict())
     return ensemble.eval()

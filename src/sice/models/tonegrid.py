@@ -61,7 +61,7 @@ import torch.nn.functional as F
 
 from ._bilateral import bilateral_slice
 from ._registry import ModelConfig, register_model
-from .gaingrid import GainGrid
+from .gaingrid import GainGrid, members_copied_into
 
 #: Rec. 601 luma weights (the whole package's luma: :func:`sice.imageops.luminance`).
 REC601 = (0.299, 0.587, 0.114)
@@ -339,12 +339,5 @@ def tonegrid_ensemble(**kwargs) -> ToneGridEnsemble:
 
 def tone_ensemble_of(models: list[ToneGrid], *, work_size: int = 1024) -> ToneGridEnsemble:
     """A registered ``tonegrid-ensemble`` holding copies of trained ``tonegrid`` models' weights."""
-    if not models or any(not isinstance(m, ToneGrid) for m in models):
-        raise ValueError("tone_ensemble_of takes one or more tonegrid models")
-    from ._registry import create_model
-
-    members = [{k: v for k, v in getattr(m, "sice_kwargs", {}).items() if k != "work_size"} for m in models]
-    ensemble = create_model("tonegrid-ensemble", members=members, work_size=work_size)
-    for target, source in zip(ensemble.members, models):
-        target.load_state_dict(source.state_dict())
-    return ensemble.eval()
+    return members_copied_into("tonegrid-ensemble", models, ToneGrid, work_size=work_size,
+                               caller="tone_ensemble_of", family="tonegrid")
