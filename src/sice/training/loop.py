@@ -87,9 +87,10 @@ def highlight_rolloff_target(rgb: torch.Tensor, label: torch.Tensor, start: floa
     draws a hard edge around every clipped sun and lamp. The gamma rolls off into white smoothly.
     (B, 3, H, W) in [0, 1]; see ``DataSection.rolloff_from``.
     """
+    from ..models.tonegrid import luma
+
     def mean_luma(x: torch.Tensor) -> torch.Tensor:
-        y = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
-        return y.mean(dim=(1, 2)).clamp(1e-3, 1 - 1e-3)
+        return luma(x).mean(dim=(1, 2, 3)).clamp(1e-3, 1 - 1e-3)
 
     gamma = (mean_luma(label).log() / mean_luma(rgb).log()).clamp(0.2, 5.0).view(-1, 1, 1, 1)
     t = ((rgb.amax(dim=1, keepdim=True) - start) / (1 - start)).clamp(0, 1)
