@@ -26,12 +26,13 @@ def test_run_files_are_0644_under_umask_022_and_resume_clears_killed_saves(tmp_p
     run = tmp_path / "run"
     cfg = TINY + ["run.steps=6", 'model.name="sice2018"', 'data.aux_cache="run"']
     train(data, run, load_config(None, cfg), progress=False, stop_after=3)
-    # what a SIGKILL during a save leaves: the shared writer's, torch's and older names
-    for name in (".last.pt.k1ll3d.tmp", ".config.toml.x9y8z7.part", ".config.toml.abc123",
-                 ".curves.q1w2e3.png", ".train_log.csv.zz.part"):
+    # what a SIGKILL during a save leaves (sice.files' temp names), and a hidden file of the user's
+    for name in (".last.pt.k1ll3d.part", ".config.toml.x9y8z7.part", ".curves.png.q1w2e3.part",
+                 ".train_log.csv.zz.part", ".notes.txt"):
         (run / name).write_bytes(b"half a file")
     train(data, run, load_config(run / "config.toml"), progress=False, resume=True)
-    assert not [p.name for p in run.glob(".*")]
+    assert [p.name for p in run.glob(".*")] == [".notes.txt"]
+    (run / ".notes.txt").unlink()
     files = [p for p in run.rglob("*") if p.is_file()]
     assert {"last.pt", "best.pt", "config.toml", "problems.txt", "train_log.csv", "val_log.csv",
             "curves.png"} <= {p.name for p in files}

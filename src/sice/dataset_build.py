@@ -42,6 +42,7 @@ import numpy as np
 
 from .childproc import scratch_tempdir
 from .errors import DatasetError, SiceError
+from .files import remove_stale_parts
 
 MANIFEST = "manifest.json"
 SCENE_ENTRIES = ".manifest"
@@ -403,7 +404,8 @@ def _run_one_generator(name, fn, frames, times, candidates_dir: Path, dataset: P
 def _copy_frames(paths, files, folder: Path, ext: str | None) -> list[dict]:
     """Frames as ``<k>.<ext>``, dark to bright: the source bytes when the format stays the same,
     re-encoded (bit depth and metadata kept) otherwise."""
-    from .io import atomic_write_bytes, write_image
+    from .files import atomic_write_bytes
+    from .io import write_image
 
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -458,7 +460,7 @@ def write_label(dataset: Path, entry: dict, finish: str = "photo") -> Path:
     ``entry["frames"]``) deciding what stays white. ``entry["label"]["finish"]`` records which.
     """
     from .finishing import FINISHES
-    from .io import atomic_write_bytes
+    from .files import atomic_write_bytes
 
     if finish not in FINISHES:
         raise ValueError(f"finish must be one of {FINISHES}, got {finish!r}")
@@ -537,7 +539,7 @@ def write_manifest(dataset: os.PathLike | str, entries: dict, *, failed: Sequenc
 
 
 def _write_json(path: Path, data) -> None:
-    from .io import atomic_write_bytes
+    from .files import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(_jsonable(data), indent=1, allow_nan=True) + "\n").encode())
 
@@ -718,13 +720,11 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
 
 def _remove_stale_temps(dataset: Path, scenes: Sequence[str]) -> None:
     """Delete temp files that a killed process left (``.<name>.<random>.part``, see
-    :func:`sice.io.atomic_write_bytes`) in the shared folders and the scenes about to be built."""
+    :mod:`sice.files`) in the shared folders and the scenes about to be built."""
     folders = [dataset, dataset / LABEL_DIR, dataset / SCENE_ENTRIES]
     folders += [dataset / name for name in scenes] + [dataset / CANDIDATE_DIR / name for name in scenes]
     for folder in folders:
-        for temp in folder.glob(".*.part") if folder.is_dir() else ():
-            with contextlib.suppress(OSError):
-                temp.unlink()
+        remove_stale_parts(folder)
 
 
 class _ThrottledManifest:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ModelError
+from .files import atomic_path
 
 ONNX_OPSET = 17
 
@@ -69,31 +69,20 @@ def export_onnx(model, path: os.PathLike | str, *, check: bool = True) -> Path:
         names_out = ["out"]
         dynamic = {n: {2: "height", 3: "width"} for n in names_in + names_out}
         kind = "image"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # edge padding exports as Slice ops with negative steps, which the exporter notes
-            # it cannot constant-fold; the graph is correct (tests compare it with torch)
-            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
-            torch.onnx.export(wrapper, args, tmp, input_names=names_in, output_names=names_out,
-                              dynamic_axes=dynamic, opset_version=ONNX_OPSET, dynamo=False)
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # edge padding exports as Slice ops with negative steps, which the exporter notes
+        # it cannot constant-fold; the graph is correct (tests compare it with torch)
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
+        torch.onnx.export(wrapper, args, str(tmp), input_names=names_in, output_names=names_out,
+                          dynamic_axes=dynamic, opset_version=ONNX_OPSET, dynamo=False)
         if check:
             import onnx
 
-            onnx.checker.check_model(tmp)
-        from .io import _default_file_mode
-
-        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            onnx.checker.check_model(str(tmp))
     sidecar = {"kind": kind, "config": dataclasses.asdict(cfg),
                "work_size": getattr(model, "work_size", None),
                "meta": getattr(model, "sice_meta", {})}
-    from .io import atomic_write_bytes
+    from .files import atomic_write_bytes
 
     atomic_write_bytes(Path(str(path) + ".json"), json.dumps(sidecar, indent=2, default=str).encode())
     return path

@@ -28,6 +28,7 @@ from PIL import Image as PILImage
 from PIL import ImageFile as PILImageFile
 
 from .errors import ImageReadError, ImageWriteError
+from .files import atomic_write_bytes
 
 #: Formats sice reads and writes, by Pillow format name, with their file extensions.
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -900,47 +901,6 @@ def _encode_tiff(arr: np.ndarray, *, icc: bytes | None) -> bytes:
     tifffile.imwrite(buf, arr[..., 0] if arr.shape[2] == 1 else arr, photometric=photometric,
                      compression="zlib", extratags=extratags, extrasamples=extrasamples)
     return buf.getvalue()
-
-
-def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either the old file or the complete new one.
-
-    The bytes go to a hidden temp file in the same folder (same file system, so the rename is
-    atomic), are fsynced, then renamed over ``path``. Any failure removes the temp file.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    except OSError as exc:
-        raise ImageWriteError(path, f"cannot write in {folder}: {exc.strerror or exc}") from None
-    try:
-        os.fchmod(fd, _default_file_mode())  # mkstemp makes 0600; outputs get normal permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink_quietly(tmp)
-        raise ImageWriteError(path, f"cannot write: {exc.strerror or exc}") from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-
-
-def _default_file_mode() -> int:
-    """0666 minus the process umask: what ``open()`` would have given a new file."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _unlink_quietly(p: str) -> None:
-    try:
-        os.unlink(p)
-    except OSError:
-        pass
 
 
 # --------------------------------------------------------------------------------------------

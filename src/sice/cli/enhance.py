@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import SiceError
+from ..files import remove_stale_parts
 from ._common import BatchReport, one_line, report_errors
 
 _EXAMPLES = """
@@ -297,17 +298,7 @@ def _remove_stale_temp_files(jobs) -> None:
         for target in job.targets():
             by_folder.setdefault(target.parent, set()).add(target.name)
     for folder, names in by_folder.items():
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.startswith(".") and entry.name.endswith(".part") and \
-                    entry.name[1:].rsplit(".", 2)[0] in names:
-                try:
-                    os.unlink(entry.path)
-                except OSError:
-                    pass
+        remove_stale_parts(folder, names)
 
 
 def _progress(jobs, *, enabled: bool):

@@ -20,7 +20,6 @@ import csv
 import io
 import json
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
@@ -251,7 +250,7 @@ def _json_safe(o):
 
 
 def _write_text(path: Path, text: str) -> None:
-    from ..io import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -346,7 +345,7 @@ def _plot_psnr(summary: dict, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    from ..io import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     atomic_write_bytes(path, buf.getvalue())
     return path

@@ -167,7 +167,8 @@ def _quantise(img: np.ndarray) -> np.ndarray:
 def _evaluate_item(task: tuple) -> tuple[list[dict], list[tuple[str, str]], int]:
     """Worker body: every method on one item. Returns (record dicts, problems, computed)."""
     item, methods, metric_names, out_dir = task
-    from ..io import atomic_write_bytes, read_rgb, write_image
+    from ..files import atomic_write_bytes
+    from ..io import read_rgb, write_image
 
     problems: list[tuple[str, str]] = []
     stamps = {"input": _file_stamp(item.frame), "reference": _file_stamp(item.reference),

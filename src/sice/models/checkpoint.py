@@ -12,7 +12,7 @@ keys; they load the same way, so ``sice enhance --model RUN/last.pt`` works dire
 from __future__ import annotations
 
 import os
-import tempfile
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..errors import ModelError, SiceError
+from ..errors import ModelError
+from ..files import atomic_write_bytes
 from ..weights import resolve_alias, shipped_file
 from ._registry import create_model, list_models
 
@@ -91,39 +92,16 @@ def save_checkpoint(path: os.PathLike | str, model: nn.Module, *, meta: dict | N
 
 
 def atomic_torch_save(obj: Any, path: os.PathLike | str) -> None:
-    """``torch.save`` to a temp file in the target folder, fsync, then rename over ``path``.
+    """``torch.save`` to ``path`` atomically (:func:`sice.files.atomic_write`).
 
     Raises :class:`SiceError` naming ``path`` when it cannot be written (disk full, read-only);
-    the temp file is removed and an existing ``path`` is left as it was.
+    an existing ``path`` is left as it was.
     """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    except OSError as exc:
-        raise SiceError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    try:
-        from ..io import _default_file_mode
-
-        import io
-
-        # Serialised in memory first: torch's zip writer reports a full disk as an opaque
-        # RuntimeError ("unexpected pos 704 vs 598"); a plain write says ENOSPC.
-        data = io.BytesIO()
-        torch.save(obj, data)
-        os.fchmod(fd, _default_file_mode())  # mkstemp makes 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise SiceError(f"{path}: cannot write: {exc.strerror or exc}") from None
-        raise
+    # Serialised in memory first: torch's zip writer reports a full disk as an opaque
+    # RuntimeError ("unexpected pos 704 vs 598"); a plain write says ENOSPC.
+    data = io.BytesIO()
+    torch.save(obj, data)
+    atomic_write_bytes(path, data.getbuffer())
 
 
 def read_checkpoint(path: os.PathLike | str) -> dict:

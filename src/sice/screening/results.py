@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
-from ..io import atomic_write_bytes
+from ..files import atomic_write_bytes
 from .scenes import list_scenes
 from .store import DB_NAME, VoteStore, count_votes
 

@@ -118,7 +118,7 @@ def aux_for(rgb: np.ndarray, method: str = "auto", cache_dir: Path | None = None
         aux = np.moveaxis(aux, 0, -1)
     aux = np.ascontiguousarray(aux, dtype=np.float32)
     if cached is not None:
-        from ..io import atomic_write_bytes
+        from ..files import atomic_write_bytes
 
         cached.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()

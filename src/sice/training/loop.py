@@ -34,7 +34,7 @@ import torch
 
 from ..dataset import read_sice_layout, split_scenes
 from ..errors import DatasetError, ModelError, SiceError
-from ..io import atomic_write_bytes
+from ..files import atomic_write_bytes, remove_stale_parts
 from . import distributed as dd
 from .config import TrainConfig, dumps_toml
 from .data import Pair, PairDataset, load_pairs
@@ -546,17 +546,11 @@ def _write_problems(path: Path, problems: list[tuple[str, str]]) -> None:
     atomic_write_bytes(path, "".join(f"{k}\t{w}\n" for k, w in problems).encode("utf-8"))
 
 
-#: What the run writes; a save killed half-way leaves ``.<name>.<random>.tmp`` / ``.part`` (or,
-#: before the shared writer, ``.<name>.<random>``) next to it.
+#: What the run writes; a save killed half-way leaves ``.<name>.<random>.part`` next to it.
 _RUN_FILES = ("last.pt", "best.pt", "config.toml", "problems.txt", "train_log.csv", "val_log.csv", "curves.png")
 
 
 def _remove_stale_temps(run_dir: Path) -> None:
-    """Delete the hidden temp files of a run killed while saving: never outputs (they are renamed
-    into place only when complete), so a resumed or restarted run clears them."""
-    for name in _RUN_FILES:
-        for temp in list(run_dir.glob(f".{name}.*")) + list(run_dir.glob(f".{Path(name).stem}.*{Path(name).suffix}")):
-            try:
-                temp.unlink()
-            except OSError:
-                pass
+    """Delete the temp files of a run killed while saving (never outputs: they are renamed into
+    place only when complete), so a resumed or restarted run clears them."""
+    remove_stale_parts(run_dir, _RUN_FILES)

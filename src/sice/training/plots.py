@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from ..errors import SiceError
-from ..io import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 TRAIN_FIELDS = ("step", "epoch", "lr", "loss", "mean_abs_error", "samples_per_s", "elapsed_s")
 VAL_FIELDS = ("step", "epoch", "psnr", "ssim", "images")
