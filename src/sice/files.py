@@ -68,25 +68,8 @@ def atomic_write(path: os.PathLike | str, write: Callable[[object], None]) -> No
     Errors of the file system (disk full, read-only folder) raise
     :class:`~sice.errors.ImageWriteError` whose message starts with ``path``.
     """
-    path = Path(path)
-    folder = _folder_of(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=folder)
-    except OSError as exc:
-        raise ImageWriteError(path, f"cannot write in {folder}: {exc.strerror or exc}") from None
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink_quietly(tmp)
-        raise ImageWriteError(path, f"cannot write: {exc.strerror or exc}") from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+    with atomic_path(path) as tmp, os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as f:
+        write(f)
 
 
 def atomic_write_bytes(path: os.PathLike | str, data: bytes | bytearray | memoryview) -> None:
