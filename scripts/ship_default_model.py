@@ -16,7 +16,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from sice.export import export_onnx
+from sice.models.onnx_export import export_onnx
 from sice.models import load_checkpoint, save_checkpoint
 from sice.models.checkpoint import read_checkpoint
 from sice.models.gaingrid import ensemble_of

@@ -145,7 +145,7 @@ def encode_net(arch: str, blobs: dict, *, v1: bool = False, legacy_shape: bool =
 
 
 def _channel(order: str, c: int, i: int, j: int, channels: int, block: int) -> int:
-    """Channel of (colour c, row offset i, column offset j) under ``order`` (sice.caffe.S2D_ORDERS)."""
+    """Channel of (colour c, row offset i, column offset j) under ``order`` (sice.models.caffe.S2D_ORDERS)."""
     return {"cij": c * block * block + i * block + j, "cji": c * block * block + j * block + i,
             "ijc": (i * block + j) * channels + c, "jic": (j * block + i) * channels + c}[order]
 
@@ -174,7 +174,7 @@ def depth_to_space(x: np.ndarray, block: int, order: str) -> np.ndarray:
 
 def run_caffe_net(layers, rgb: np.ndarray, aux: np.ndarray | None, *, order: str = "cij",
                   transposed: bool = True) -> np.ndarray:
-    """Run the layer list (``sice.caffe.CaffeLayer``-like: name/type/bottom/top/blobs/params) as
+    """Run the layer list (``sice.models.caffe.CaffeLayer``-like: name/type/bottom/top/blobs/params) as
     Caffe would, on the image as MATLAB handed it over (transposed when ``transposed``).
 
     rgb (H, W, 3) float, aux (2, H, W) or None -> (H, W, 3) float64, back in image orientation.

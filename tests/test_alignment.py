@@ -1,4 +1,4 @@
-"""sice.alignment: known synthetic shifts are recovered (MTB, ECC), failed MTB shifts are
+"""sice.stack.alignment: known synthetic shifts are recovered (MTB, ECC), failed MTB shifts are
 rejected, the intensity mapping undoes a known tone change despite outliers, and the ghost score
 separates a static sequence from one with a moving object."""
 from __future__ import annotations
@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sice.alignment import (align_frames, assess, estimate_shifts, ghost_score, intensity_mapping,
+from sice.stack.alignment import (align_frames, assess, estimate_shifts, ghost_score, intensity_mapping,
                             shift_image)
-from sice.exposure import linear_to_srgb
+from sice.stack.exposure import linear_to_srgb
 
 TRUE_SHIFTS = [(0, 0), (3, -2), (-5, 4)]  # content displacement of each frame (dx, dy)
 EVS = (-1.0, 0.0, 1.0)

@@ -1,4 +1,4 @@
-"""Caffe import (sice.caffe): wire-format reading, recognition, porting, bad input, the demo.
+"""Caffe import (sice.models.caffe): wire-format reading, recognition, porting, bad input, the demo.
 
 Synthetic caffemodels are written with the real ``protobuf`` library (tests/caffe_reference.py),
 and ported models are checked against an independent interpreter of the layer list that runs
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from sice import caffe
+from sice.models import caffe
 from sice.errors import ModelError
 from sice.models import create_model, load_checkpoint, save_checkpoint
 

@@ -1,4 +1,4 @@
-"""Tests of sice.dataset: layouts (authors' release and ours), splits, exposure selection."""
+"""Tests of sice.dataset.layout: layouts (authors' release and ours), splits, exposure selection."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sice.dataset import (
+from sice.dataset.layout import (
     OFFICIAL_TEST_IDS,
     Scene,
     brightness,

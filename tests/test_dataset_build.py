@@ -1,4 +1,4 @@
-"""sice.dataset_build and `sice build-dataset`: layout, exposures order, selection, bad scenes,
+"""sice.dataset.build and `sice build-dataset`: layout, exposures order, selection, bad scenes,
 failing generators, resume after interruption (in-process and a killed worker), votes."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sice.dataset_build import (BuildOptions, build_dataset, find_scenes, read_scene_entries,
+from sice.dataset.build import (BuildOptions, build_dataset, find_scenes, read_scene_entries,
                                 reselect_by_votes)
-from sice.exposure import linear_to_srgb, srgb_to_linear
+from sice.stack.exposure import linear_to_srgb, srgb_to_linear
 from sice.io import read_rgb, write_image
 
 from conftest import synthetic_scene
@@ -360,7 +360,7 @@ def test_bench_table_from_entries():
 def test_real_sice_sequences(shared_data, tmp_path):
     """Two real SICE sequences with two real generators and real MEF-SSIM: frames copied byte for
     byte in dark-to-bright order, exposures increasing, small shifts, best-scoring label."""
-    from sice.dataset_build import resolve_generators
+    from sice.dataset.build import resolve_generators
 
     src = tmp_path / "seq"
     src.mkdir()

@@ -112,7 +112,7 @@ def test_apply_log2_gain_with_offsets_in_every_dtype(dtype):
 @pytest.mark.parametrize("layout", [{}, {"adaptive": True}, {"offset": True}, {"offset": "grey"}])
 def test_gaingrid_torch_equals_onnx(tmp_path, layout):
     pytest.importorskip("onnxruntime")
-    from sice.export import export_onnx
+    from sice.models.onnx_export import export_onnx
 
     model = _random_model("gaingrid", **layout)
     with torch.no_grad():
@@ -128,7 +128,7 @@ def test_gaingrid_torch_equals_onnx(tmp_path, layout):
 
 def test_gaingrid_ensemble_torch_equals_onnx(tmp_path):
     pytest.importorskip("onnxruntime")
-    from sice.export import export_onnx
+    from sice.models.onnx_export import export_onnx
     from sice.models.gaingrid import ensemble_of
 
     members = [_random_model("gaingrid"), _random_model("gaingrid", offset=True)]
@@ -311,7 +311,7 @@ def test_cuda_unavailable_is_a_one_line_error():
 
 def test_cuda_uses_the_torch_backend_even_where_an_onnx_form_ships(monkeypatch):
     import sice.enhancement as enhancement
-    import sice.export
+    import sice.models.onnx_export
     from sice.errors import SiceError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -325,7 +325,7 @@ def test_cuda_uses_the_torch_backend_even_where_an_onnx_form_ships(monkeypatch):
             self.name = module.sice_config.name
 
     monkeypatch.setattr(enhancement, "TorchRunner", Recorder)
-    monkeypatch.setattr(sice.export, "shipped_onnx_runner", lambda *a, **k: pytest.fail("onnxruntime used on cuda"))
+    monkeypatch.setattr(sice.models.onnx_export, "shipped_onnx_runner", lambda *a, **k: pytest.fail("onnxruntime used on cuda"))
     enh = Enhancer(device="cuda")
     assert made == [(DEFAULT_MODEL, "cuda")] and enh.backend == "torch"
     with pytest.raises(SiceError, match="the onnxruntime backend runs on the CPU only"):

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import synthetic_scene
-from sice.dataset import read_sice_layout
+from sice.dataset.layout import read_sice_layout
 from sice.evaluation import baselines, evaluate, items_for, write_report
 from sice.evaluation.metrics import psnr
 from sice.evaluation.protocols import middle_index, oriented
@@ -246,7 +246,7 @@ def test_zero_dce_protocol_resizes_input_and_label_to_1200x900(tmp_path):
 
 
 def test_mef_ssim_scores_outputs_against_the_whole_stack(tmp_path):
-    pytest.importorskip("sice.scoring", reason="sice.scoring (MEF-SSIM) is not in this build yet")
+    pytest.importorskip("sice.dataset.scoring", reason="sice.dataset.scoring (MEF-SSIM) is not in this build yet")
     data = _built_dataset(tmp_path / "data", scenes=("001",), n=3, h=64, w=80)
     res = evaluate(data, ["identity", "gamma"], protocol="levels", out_dir=tmp_path / "r",
                    metrics=["mef-ssim"], progress=False)

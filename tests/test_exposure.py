@@ -1,4 +1,4 @@
-"""sice.exposure: EXIF parsing, sRGB curves against the IEC formula, and exposure estimation on
+"""sice.stack.exposure: EXIF parsing, sRGB curves against the IEC formula, and exposure estimation on
 brackets with known exposures (synthetic, and rendered from the CC0 HDR panoramas)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sice.exposure import (ExifExposure, estimate_exposures, exif_exposure_values, exposure_from_exif,
+from sice.stack.exposure import (ExifExposure, estimate_exposures, exif_exposure_values, exposure_from_exif,
                            linear_to_srgb, srgb_to_linear)
 
 from conftest import synthetic_scene

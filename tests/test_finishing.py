@@ -1,4 +1,4 @@
-"""Photographic finishing of labels (sice.finishing) and the build-dataset --finish option."""
+"""Photographic finishing of labels (sice.dataset.finishing) and the build-dataset --finish option."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from sice.finishing import finish_curve, photo_finish
+from sice.dataset.finishing import finish_curve, photo_finish
 from sice.imageops import luminance
 
 
@@ -62,7 +62,7 @@ def test_pixels_clipped_in_the_darkest_frame_become_white():
 
 
 def test_build_dataset_finishes_labels_and_refinishes_without_fusing_again(tmp_path):
-    from sice.dataset_build import BuildOptions, build_dataset
+    from sice.dataset.build import BuildOptions, build_dataset
     from sice.fusion import mertens
     from sice.io import read_rgb, write_image
     from conftest import synthetic_scene

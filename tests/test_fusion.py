@@ -209,7 +209,8 @@ def _real_stack(folder: Path, size: tuple[int, int] | None):
     """A real sequence's frames (dark to bright, optionally resized) and estimated exposure times."""
     import cv2
 
-    from sice import exposure, io
+    from sice import io
+    from sice.stack import exposure
 
     frames = [io.read_rgb(p) for p in io.list_images(folder)]
     if size is not None:

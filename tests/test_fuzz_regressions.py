@@ -97,7 +97,7 @@ def test_caffe_seeds_match_the_protobuf_library_and_port(tmp_path):
     pytest.importorskip("google.protobuf")
     from caffe_reference import proto_classes
 
-    from sice import caffe
+    from sice.models import caffe
 
     seeds = fuzzing.caffe_seeds()
     net_cls = proto_classes()["NetParameter"]
@@ -250,7 +250,7 @@ def test_deeply_nested_caffe_parameter_is_described_not_a_recursion_error(tmp_pa
     path = tmp_path / "deep.caffemodel"
     path.write_bytes(fuzzing._pb_net("deep", [layer]))
     assert fuzzing.check_caffe(path) == "rejected"  # unknown architecture, as a ModelError
-    from sice import caffe
+    from sice.models import caffe
 
     assert "bytes>" in caffe.describe(caffe.read_caffemodel(path))
 

@@ -1,11 +1,11 @@
-"""sice.losses against slow NumPy evaluations written straight from the Caffe layers' formulas."""
+"""sice.training.losses against slow NumPy evaluations written straight from the Caffe layers' formulas."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from sice.losses import (
+from sice.training.losses import (
     LOSS_NAMES,
     REGULARIZATION_DEFAULTS,
     EuclideanLoss,

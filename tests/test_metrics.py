@@ -191,6 +191,6 @@ def test_compute_metrics_reports_what_it_cannot_compute():
 
 
 def test_mef_ssim_of_a_stack_of_copies_is_one():
-    pytest.importorskip("sice.scoring", reason="sice.scoring (MEF-SSIM) is not in this build yet")
+    pytest.importorskip("sice.dataset.scoring", reason="sice.dataset.scoring (MEF-SSIM) is not in this build yet")
     img = synthetic_scene(48, 64, seed=9)
     assert M.mef_ssim(img, [img, img, img]) == pytest.approx(1.0, abs=1e-6)

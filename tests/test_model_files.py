@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from sice import caffe
+from sice.models import caffe
 from sice.errors import ModelError, SiceError
 from sice.models import create_model, load_checkpoint, save_checkpoint
 from sice.models.checkpoint import MAX_ABS_WEIGHT
@@ -190,7 +190,7 @@ def test_crafted_caffemodels_parse_in_bounded_memory(tmp_path, name):
     got = run_measured(
         """
         import numpy as np, torch
-        from sice import caffe
+        from sice.models import caffe
         from sice.errors import ModelError
         """,
         """

@@ -307,7 +307,7 @@ def test_hdrnet_photo_path_equals_full_resolution_slicing_up_to_its_work_size():
 
 def test_hdrnet_exports_to_onnx_and_matches_torch(tmp_path):
     pytest.importorskip("onnxruntime")
-    from sice.export import export_onnx
+    from sice.models.onnx_export import export_onnx
 
     model = _trained_looking_hdrnet(1)
     export_onnx(model, tmp_path / "h.onnx")

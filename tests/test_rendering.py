@@ -1,12 +1,12 @@
-"""Rendered test photos (sice.rendering, `sice render`): exposure, noise, views, reproducibility."""
+"""Rendered test photos (sice.dataset.rendering, `sice render`): exposure, noise, views, reproducibility."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sice.exposure import srgb_to_linear
-from sice.rendering import expose, horizon_views, render_set
+from sice.stack.exposure import srgb_to_linear
+from sice.dataset.rendering import expose, horizon_views, render_set
 
 
 def _write_exr(path, rgb: np.ndarray) -> None:

@@ -1,11 +1,11 @@
-"""MEF-SSIM and image statistics (sice.scoring) against brute-force and hand-computed references."""
+"""MEF-SSIM and image statistics (sice.dataset.scoring) against brute-force and hand-computed references."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from sice import scoring
+from sice.dataset import scoring
 
 
 def _bracket(h=48, w=56, seed=0):

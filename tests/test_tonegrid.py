@@ -228,7 +228,7 @@ def test_apply_tone_refuses_mismatched_fields():
 
 
 def test_enhancer_and_onnx_export_agree(tmp_path):
-    from sice.export import export_onnx
+    from sice.models.onnx_export import export_onnx
 
     model = _random_model(4, scale=0.5)
     rng = np.random.default_rng(1)
@@ -289,7 +289,7 @@ def test_strength_is_a_power_of_both_gains_and_zero_is_the_input():
 
 
 def test_an_ensemble_is_the_mean_of_its_members_fields_and_exports(tmp_path):
-    from sice.export import export_onnx
+    from sice.models.onnx_export import export_onnx
     from sice.models.tonegrid import tone_ensemble_of
 
     a, b = _random_model(6, scale=0.6), _random_model(7, scale=0.6)

@@ -458,11 +458,11 @@ def _load_runner(model: Any, *, device: str, backend: str) -> _Runner:
             if device != "cpu":
                 raise SiceError(f"{s}: an ONNX model runs with onnxruntime on the CPU; for device {device!r} "
                                 "pass a checkpoint or a registry name")
-            from .export import OnnxGainRunner
+            from .models.onnx_export import OnnxGainRunner
 
             return OnnxGainRunner.from_file(s)
         if backend in ("auto", "onnxruntime"):
-            from .export import shipped_onnx_runner
+            from .models.onnx_export import shipped_onnx_runner
 
             runner = shipped_onnx_runner(s, required=backend == "onnxruntime")
             if runner is not None:

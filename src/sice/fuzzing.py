@@ -10,8 +10,8 @@ The contract that is checked, for ANY bytes:
 * ``image``: :func:`sice.io.read_image` returns a valid :class:`sice.io.ImageFile` (C in 1..4,
   uint8/uint16/float32 matching ``bit_depth``, at least 1x1, within the pixel limit) or raises
   :class:`sice.errors.ImageReadError` whose message is one line starting with the path.
-* ``caffe``: :func:`sice.caffe.read_caffemodel`, :func:`~sice.caffe.describe`,
-  :func:`~sice.caffe.detect_architecture` and :func:`~sice.caffe.port_state_dict` succeed or raise
+* ``caffe``: :func:`sice.models.caffe.read_caffemodel`, :func:`~sice.models.caffe.describe`,
+  :func:`~sice.models.caffe.detect_architecture` and :func:`~sice.models.caffe.port_state_dict` succeed or raise
   :class:`sice.errors.ModelError` whose message is one line starting with the path.
 * Neither hangs (each input has a time limit) nor uses more memory than the pixel limit allows
   (the worker runs under an address-space limit).
@@ -86,7 +86,7 @@ def _exif(orientation: int = 6) -> bytes:
     exif[0x010F] = "FuzzCam"  # Make
     exif[0x0112] = orientation
     exif_ifd = exif.get_ifd(0x8769)
-    exif_ifd[0x829A] = 1 / 60  # ExposureTime, read by sice.exposure
+    exif_ifd[0x829A] = 1 / 60  # ExposureTime, read by sice.stack.exposure
     exif_ifd[0x8827] = 100  # ISO
     return exif.tobytes()
 
@@ -149,7 +149,7 @@ def _float_tiff(pixels: np.ndarray) -> bytes:
 
 
 # A protobuf *encoder*, written by hand because the seeds must be built without the test-only
-# protobuf descriptors; the reader under test (sice.caffe) is independent of it, and
+# protobuf descriptors; the reader under test (sice.models.caffe) is independent of it, and
 # tests/test_fuzz_regressions.py checks these seeds against the real protobuf library.
 def _pb_varint(value: int) -> bytes:
     out = bytearray()
@@ -186,7 +186,8 @@ def _pb_blob(array: np.ndarray, *, legacy: bool = False) -> bytes:
 
 def _pb_layer(name: str, type_: str, bottom: list[str], top: list[str], blobs: list[np.ndarray] = (),
               *, v1: bool = False, extra: bytes = b"") -> bytes:
-    from .caffe import _V1, _V2
+    from .models.caffe import _V1
+    from .models.caffe import _V2
 
     keys = _V1 if v1 else _V2
     body = _pb_len(keys["name"], name.encode())
@@ -228,7 +229,7 @@ def caffe_seeds() -> dict[str, bytes]:
 
 def _residual_net(poison: float | None = None) -> bytes:
     """The Model 1 graph with zero weights; ``poison`` replaces one weight (NaN, 1e30, ...)."""
-    from .caffe import _expected_layers
+    from .models.caffe import _expected_layers
 
     full = [_pb_layer("data", "HDF5Data", [], ["data", "label"])]
     prev = "data"
@@ -641,13 +642,13 @@ def check_image(path: os.PathLike | str, max_pixels: int = FUZZ_MAX_PIXELS) -> s
 
 
 def check_caffe(path: os.PathLike | str, max_pixels: int = FUZZ_MAX_PIXELS) -> str:
-    """Read, describe, recognise and port ``path`` with :mod:`sice.caffe`; check the contract.
+    """Read, describe, recognise and port ``path`` with :mod:`sice.models.caffe`; check the contract.
 
     Returns ``"ported"`` or ``"rejected"`` (a proper :class:`ModelError`); raises
     :class:`Violation` for a bad message (other exceptions propagate: also violations).
     ``max_pixels`` is unused (same signature as :func:`check_image`).
     """
-    from . import caffe
+    from .models import caffe
     from .errors import ModelError
 
     path = Path(path)

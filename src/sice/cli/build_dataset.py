@@ -1,5 +1,5 @@
 """``sice build-dataset`` and ``sice bench build-dataset``: thin adapters over
-:mod:`sice.dataset_build`."""
+:mod:`sice.dataset.build`."""
 from __future__ import annotations
 
 import shutil
@@ -39,7 +39,8 @@ def skipped_notice(skipped: dict[str, str]) -> str:
 
 
 def _options(generators: str, align: bool, ecc: bool, ext: str | None, finish: str = "photo"):
-    from ..dataset_build import BuildOptions, resolve_generators
+    from ..dataset.build import BuildOptions
+    from ..dataset.build import resolve_generators
 
     try:
         usable, skipped = resolve_generators(_generator_names(generators))
@@ -55,7 +56,7 @@ def _options(generators: str, align: bool, ecc: bool, ext: str | None, finish: s
 def _run(sequences, out, options, select, workers, limit, *, quiet=False):
     from tqdm import tqdm
 
-    from ..dataset_build import build_dataset
+    from ..dataset.build import build_dataset
 
     bar = {}
 
@@ -139,7 +140,7 @@ def bench_command(sequences, out, generators, workers, limit, align):
     generator, the mean time per scene and per output megapixel, and the projected wall time for
     every scene of SEQUENCES.
     """
-    from ..dataset_build import find_scenes
+    from ..dataset.build import find_scenes
 
     if sequences is None:
         import os
@@ -156,7 +157,7 @@ def bench_command(sequences, out, generators, workers, limit, align):
         out = tmp / "dataset"
     try:
         result = _run(sequences, out, options, "mef-ssim", workers, limit)
-        from ..dataset_build import read_scene_entries
+        from ..dataset.build import read_scene_entries
 
         entries = [e for n, e in read_scene_entries(out).items() if n in result.built]
         click.echo(format_bench(entries, result.seconds, total_scenes, workers))

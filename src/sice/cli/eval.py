@@ -36,7 +36,7 @@ def _csv(value: str) -> list[str]:
               help="Worker processes.")
 @click.option("--limit", type=click.IntRange(1, None), default=None, help="Only the first N scenes.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
-              help="Only one split of the scenes (sice.dataset.split_scenes, ratios 7:1:2).")
+              help="Only one split of the scenes (sice.dataset.layout.split_scenes, ratios 7:1:2).")
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of --split.")
 @click.option("--grids/--no-grids", default=True, show_default=True, help="Write a comparison grid per scene.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")

@@ -16,7 +16,7 @@ from ._common import report_errors
 def command(model, output, no_check):
     """Export a model (registry name with shipped weights, or a checkpoint) to ONNX with dynamic
     height and width; writes OUTPUT and OUTPUT.json (its config)."""
-    from ..export import export_onnx
+    from ..models.onnx_export import export_onnx
     from ..models import load_model
 
     if output.suffix.lower() != ".onnx":

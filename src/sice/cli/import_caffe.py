@@ -7,8 +7,8 @@ import click
 
 from ._common import report_errors
 
-ARCH_CHOICES = ("sice2018-residual", "sice2018", "sice2018-perpixel")  # = sice.caffe.ARCHITECTURES
-S2D_CHOICES = ("cij", "cji", "ijc", "jic")  # = sice.caffe.S2D_ORDERS (not imported: keeps --help fast)
+ARCH_CHOICES = ("sice2018-residual", "sice2018", "sice2018-perpixel")  # = sice.models.caffe.ARCHITECTURES
+S2D_CHOICES = ("cij", "cji", "ijc", "jic")  # = sice.models.caffe.S2D_ORDERS (not imported: keeps --help fast)
 
 
 @click.command(name="import-caffe")
@@ -30,7 +30,7 @@ def command(file, output, arch, show, s2d_order, no_transpose):
     The architecture (Model 1 'residual', Model 2 'Twostage' = sice2018, Model 3 'Perpixel') is
     recognised from the layers; kernels are transposed as MATLAB fed Caffe transposed images.
     """
-    from .. import caffe
+    from ..models import caffe
     from ..models import count_parameters, save_checkpoint
 
     if output is None and not show:

@@ -35,7 +35,8 @@ def command(sources, output, under, over, views, noise, brackets):
     sensor noise, sRGB, 8 bit, JPEG quality 90 (docs/evaluation.md). The same inputs give the
     same files; score them without labels with `sice eval OUT -p photos`.
     """
-    from ..rendering import render_brackets, render_set
+    from ..dataset.rendering import render_brackets
+    from ..dataset.rendering import render_set
 
     files = []
     for s in sources:

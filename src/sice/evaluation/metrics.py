@@ -15,7 +15,7 @@ fsim       output vs reference          Zhang et al. 2011, as the authors' Featu
 fsimc      output vs reference          the colour version (YIQ chroma) of the same
 mae        output vs reference          mean |output - reference| over pixels and channels
 loe        output vs *input*            lightness order error (Wang et al. 2013)
-mef-ssim   output vs the source stack   Ma et al. 2015, via :func:`sice.scoring.mef_ssim`
+mef-ssim   output vs the source stack   Ma et al. 2015, via :func:`sice.dataset.scoring.mef_ssim`
 =========  ===========================  =================================================
 
 and the no-reference tone figures of :mod:`sice.evaluation.tone` (white-point, black-point,
@@ -447,17 +447,17 @@ def loe(image: np.ndarray, original: np.ndarray, *, side: int = LOE_SIDE) -> flo
 def mef_ssim(image: np.ndarray, frames: Sequence[np.ndarray]) -> float:
     """MEF-SSIM [5]_ of ``image`` against the source stack ``frames`` (same size, [0, 1]).
 
-    Delegates to :func:`sice.scoring.mef_ssim` (the one implementation in sice).
+    Delegates to :func:`sice.dataset.scoring.mef_ssim` (the one implementation in sice).
 
     Raises
     ------
     RuntimeError
-        ``sice.scoring`` is not available in this build.
+        ``sice.dataset.scoring`` is not available in this build.
     """
     try:
-        from ..scoring import mef_ssim as _mef_ssim
+        from ..dataset.scoring import mef_ssim as _mef_ssim
     except ImportError as exc:  # pragma: no cover - depends on the build
-        raise RuntimeError(f"MEF-SSIM needs sice.scoring, which is not available: {exc}") from None
+        raise RuntimeError(f"MEF-SSIM needs sice.dataset.scoring, which is not available: {exc}") from None
     return float(_mef_ssim(list(frames), image))
 
 

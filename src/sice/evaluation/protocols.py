@@ -1,6 +1,6 @@
 """Evaluation protocols: exactly which frames are enhanced, against what, at which size.
 
-A protocol turns the scenes of a SICE-layout dataset (:func:`sice.dataset.read_sice_layout`)
+A protocol turns the scenes of a SICE-layout dataset (:func:`sice.dataset.layout.read_sice_layout`)
 into a list of :class:`EvalItem`. Everything a reader needs to reproduce a number is decided
 here and written down in docs/evaluation.md; the runner only executes it.
 
@@ -32,7 +32,8 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..dataset import Scene, split_scenes
+from ..dataset.layout import Scene
+from ..dataset.layout import split_scenes
 
 __all__ = ["EvalItem", "Protocol", "PROTOCOLS", "middle_index", "items_for", "oriented", "photo_items",
            "exposure_of", "is_sice_layout"]

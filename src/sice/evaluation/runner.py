@@ -318,7 +318,7 @@ def evaluate(dataset: os.PathLike | str, methods: Sequence[str], *, protocol: st
     limit : int, optional
         Use only the first ``limit`` scenes (after the split).
     split : {"train", "val", "test"}, optional
-        Use one split of :func:`sice.dataset.split_scenes` with ``split_seed``.
+        Use one split of :func:`sice.dataset.layout.split_scenes` with ``split_seed``.
 
     Returns
     -------
@@ -333,7 +333,8 @@ def evaluate(dataset: os.PathLike | str, methods: Sequence[str], *, protocol: st
     ModelError
         A method is neither a baseline nor a loadable model.
     """
-    from ..dataset import read_sice_layout, split_scenes
+    from ..dataset.layout import read_sice_layout
+    from ..dataset.layout import split_scenes
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")

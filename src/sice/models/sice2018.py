@@ -2,7 +2,7 @@
 
 Every attribute is named after the Caffe layer it re-creates (``conv_gA1`` ... ``conv_g17``,
 ``RIR``), so a ``.caffemodel`` ports by name: the blobs of layer ``X`` become ``X.weight`` and
-``X.bias`` (see :mod:`sice.caffe`). All convolutions are 3x3, stride 1, padding 1, without
+``X.bias`` (see :mod:`sice.models.caffe`). All convolutions are 3x3, stride 1, padding 1, without
 BatchNorm, initialised as Caffe's ``msra`` filler (He normal, fan-in) with zero bias, which is
 what the released prototxts use.
 
@@ -147,7 +147,7 @@ class SICEPerPixel(_TwoBranchTrunk):
     branches and trunk of Model 2, ``RIR`` 64->48, a depth-to-space back to 3 channels at full
     resolution (:func:`~torch.nn.functional.pixel_shuffle`), and output = gain * RGB.
 
-    The release's own channel order of its "Dtow" layers is unpublished; :mod:`sice.caffe`
+    The release's own channel order of its "Dtow" layers is unpublished; :mod:`sice.models.caffe`
     permutes the imported weights into the order used here (see docs/caffe-port.md).
 
     Shapes: ``forward(rgb, aux)``, rgb (B, 3, H, W) in [0, 1], aux (B, 2, H, W), H and W

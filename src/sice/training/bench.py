@@ -42,9 +42,9 @@ def bench_training(models: list[str] | None = None, *, patch: int = 128, batch: 
         Timed steps per model and format.
     device : str
     loss : dict, optional
-        Loss terms for :func:`sice.losses.build_loss`; default plain L2 as released.
+        Loss terms for :func:`sice.training.losses.build_loss`; default plain L2 as released.
     """
-    from ..losses import build_loss
+    from .losses import build_loss
     from ..models import create_model, list_models
     from .loop import forward
 

@@ -36,7 +36,7 @@ class DataSection:
     #: ``"full"``: whole images shrunk to full_size on the long side (models that see the
     #: whole image, ``fully_convolutional == False``).
     mode: str = "patches"
-    #: Which frames are inputs: ``"under"``, ``"over"`` or ``"both"`` (sice.dataset.select_frames).
+    #: Which frames are inputs: ``"under"``, ``"over"`` or ``"both"`` (sice.dataset.layout.select_frames).
     direction: str = "under"
     under_max: float = 0.9
     over_min: float = 1.1
@@ -144,7 +144,7 @@ SECTIONS = {"model": ModelSection, "data": DataSection, "optim": OptimSection,
 class TrainConfig:
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     data: DataSection = dataclasses.field(default_factory=DataSection)
-    #: Loss terms and weights for :func:`sice.losses.build_loss` (released: plain L2).
+    #: Loss terms and weights for :func:`sice.training.losses.build_loss` (released: plain L2).
     loss: dict = dataclasses.field(default_factory=lambda: {"l2": 1.0})
     optim: OptimSection = dataclasses.field(default_factory=OptimSection)
     schedule: ScheduleSection = dataclasses.field(default_factory=ScheduleSection)

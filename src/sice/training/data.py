@@ -21,9 +21,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..dataset import Scene, select_frames
+from ..dataset.layout import Scene
+from ..dataset.layout import select_frames
 from ..errors import SiceError
-from ..exposure import linear_to_srgb, srgb_to_linear
+from ..stack.exposure import linear_to_srgb
+from ..stack.exposure import srgb_to_linear
 
 #: Cache dtype and its full-scale value.
 _CACHE_DTYPE = np.uint16
@@ -138,7 +140,7 @@ def load_pairs(scenes: Sequence[Scene], *, direction: str, under_max: float, ove
     ----------
     scenes : sequence of Scene
     direction, under_max, over_min
-        Frame selection, see :func:`sice.dataset.select_frames` (measured at training scale).
+        Frame selection, see :func:`sice.dataset.layout.select_frames` (measured at training scale).
     scale, long_side, max_side
         See :func:`resize_for_training`.
     need_aux : bool

@@ -32,7 +32,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..dataset import read_sice_layout, split_scenes
+from ..dataset.layout import read_sice_layout
+from ..dataset.layout import split_scenes
 from ..errors import DatasetError, ModelError, SiceError
 from ..files import atomic_write_bytes, remove_stale_parts
 from . import distributed as dd
@@ -225,7 +226,7 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
     Parameters
     ----------
     dataset : path-like
-        Anything :func:`sice.dataset.read_sice_layout` reads.
+        Anything :func:`sice.dataset.layout.read_sice_layout` reads.
     run_dir : path-like
         Output folder (created). Without ``resume`` it must not hold a run already.
     cfg : TrainConfig
@@ -250,7 +251,7 @@ def train(dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConf
     SiceError
         The loss became NaN/inf.
     """
-    from ..losses import build_loss
+    from .losses import build_loss
     from ..models import create_model, load_checkpoint, save_checkpoint
 
     say = echo or (lambda _msg: None)

@@ -60,7 +60,7 @@ class Alignment:
 
 def to_grey_u8(image: np.ndarray) -> np.ndarray:
     """(H, W, 3) float [0, 1] -> (H, W) uint8 luma (Rec. 601), the input AlignMTB expects."""
-    from .imageops import luminance
+    from ..imageops import luminance
 
     return np.clip(luminance(image) * 255 + 0.5, 0, 255).astype(np.uint8)
 

@@ -7,7 +7,7 @@ MEF-SSIM, choose the label, and write::
     DATASET/<scene>/<k>.<ext>              frames k = 1..n, dark to bright (source bytes copied
                                            when the format does not change)
     DATASET/Label/<scene>.png              the chosen reference (photo-finished by default:
-                                           :mod:`sice.finishing`)
+                                           :mod:`sice.dataset.finishing`)
     DATASET/candidates/<scene>/<gen>.png   every generator's candidate
     DATASET/manifest.json                  per scene: frames, exposures, shifts, flags, each
                                            generator's MEF-SSIM, statistics and time, the label
@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .childproc import scratch_tempdir
-from .errors import DatasetError, SiceError
-from .files import remove_stale_parts
+from ..childproc import scratch_tempdir
+from ..errors import DatasetError, SiceError
+from ..files import remove_stale_parts
 
 MANIFEST = "manifest.json"
 SCENE_ENTRIES = ".manifest"
@@ -87,12 +87,12 @@ class BuildOptions:
         become PNG).
     score : callable or None
         ``score(frames, fused) -> float``, higher is better; None means
-        :func:`sice.scoring.mef_ssim`.
+        :func:`sice.dataset.scoring.mef_ssim`.
     statistics : callable or None
-        ``statistics(image) -> dict``; None means :func:`sice.scoring.image_statistics`.
+        ``statistics(image) -> dict``; None means :func:`sice.dataset.scoring.image_statistics`.
     finish : {"photo", "none"}
         How the chosen candidate becomes the label: ``"photo"`` sets its black and white
-        points and whitens what even the darkest frame clipped (:func:`sice.finishing.photo_finish`);
+        points and whitens what even the darkest frame clipped (:func:`sice.dataset.finishing.photo_finish`);
         ``"none"`` copies the candidate as it is (the behaviour before finishing existed).
         Candidates are always stored unfinished, so a dataset can be re-finished without
         fusing again.
@@ -160,7 +160,7 @@ def find_scenes(root: os.PathLike | str) -> tuple[list[SceneSource], list[tuple[
     DatasetError
         ``root`` is not a folder or holds neither scene folders nor images.
     """
-    from .io import list_images, natural_key
+    from ..io import list_images, natural_key
 
     root = Path(root)
     if not root.is_dir():
@@ -207,7 +207,7 @@ def resolve_generators(names: Sequence[str] | None = None) -> tuple[tuple, dict]
     ValueError
         An unknown generator name.
     """
-    from . import fusion
+    from .. import fusion
 
     if names is not None:
         unknown = sorted(set(names) - set(fusion.GENERATORS))
@@ -231,9 +231,10 @@ def build_scene(source: SceneSource, dataset: os.PathLike | str, options: BuildO
         The scene cannot be used (unreadable frame, frames of different sizes, fewer than two
         frames) or no generator produced a candidate. Its message starts with the scene folder.
     """
-    from . import alignment, exposure
-    from .imageops import to_float32, to_rgb
-    from .io import read_image
+    from ..stack import alignment
+    from ..stack import exposure
+    from ..imageops import to_float32, to_rgb
+    from ..io import read_image
 
     dataset = Path(dataset)
     if len(source.frames) < 2:
@@ -338,8 +339,8 @@ def extend_scene(entry: dict, dataset: os.PathLike | str, options: BuildOptions)
     dict
         The updated entry (also written to ``.manifest/<scene>.json``).
     """
-    from .alignment import shift_image
-    from .io import read_rgb
+    from ..stack.alignment import shift_image
+    from ..io import read_rgb
 
     dataset = Path(dataset)
     missing = set(missing_generators(entry, options))
@@ -376,7 +377,7 @@ def _run_one_generator(name, fn, frames, times, candidates_dir: Path, dataset: P
                        score_fn, stats_fn) -> dict:
     """Run, check, score and save one generator's candidate; failures become ``{"error": ...}``
     so that one broken generator costs one candidate, not the scene."""
-    from .io import write_image
+    from ..io import write_image
 
     start = time.perf_counter()
     try:
@@ -404,8 +405,8 @@ def _run_one_generator(name, fn, frames, times, candidates_dir: Path, dataset: P
 def _copy_frames(paths, files, folder: Path, ext: str | None) -> list[dict]:
     """Frames as ``<k>.<ext>``, dark to bright: the source bytes when the format stays the same,
     re-encoded (bit depth and metadata kept) otherwise."""
-    from .files import atomic_write_bytes
-    from .io import write_image
+    from ..files import atomic_write_bytes
+    from ..io import write_image
 
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -456,11 +457,11 @@ def write_label(dataset: Path, entry: dict, finish: str = "photo") -> Path:
     """Write ``Label/<scene>.png`` atomically from the candidate ``entry["label"]`` names.
 
     ``finish="none"`` copies the candidate's bytes; ``"photo"`` writes
-    :func:`sice.finishing.photo_finish` of it, with the scene's darkest frame (the first one in
+    :func:`sice.dataset.finishing.photo_finish` of it, with the scene's darkest frame (the first one in
     ``entry["frames"]``) deciding what stays white. ``entry["label"]["finish"]`` records which.
     """
     from .finishing import FINISHES
-    from .files import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     if finish not in FINISHES:
         raise ValueError(f"finish must be one of {FINISHES}, got {finish!r}")
@@ -474,7 +475,7 @@ def write_label(dataset: Path, entry: dict, finish: str = "photo") -> Path:
         atomic_write_bytes(target, candidate.read_bytes())
     else:
         from .finishing import photo_finish
-        from .io import read_rgb, write_image
+        from ..io import read_rgb, write_image
 
         darkest = read_rgb(dataset / entry["frames"][0]["file"]) if entry.get("frames") else None
         fused = read_rgb(candidate)
@@ -524,7 +525,7 @@ def read_scene_entries(dataset: os.PathLike | str, names: Iterable[str] | None =
 def write_manifest(dataset: os.PathLike | str, entries: dict, *, failed: Sequence[tuple[str, str]] = (),
                    options: dict | None = None) -> Path:
     """Merge scene entries into ``manifest.json`` atomically."""
-    from . import __version__
+    from .. import __version__
 
     manifest = {
         "format": FORMAT,
@@ -539,7 +540,7 @@ def write_manifest(dataset: os.PathLike | str, entries: dict, *, failed: Sequenc
 
 
 def _write_json(path: Path, data) -> None:
-    from .files import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(_jsonable(data), indent=1, allow_nan=True) + "\n").encode())
 
@@ -559,7 +560,7 @@ def _jsonable(value):
 
 
 def _natural_sorted(names: Iterable[str]) -> list[str]:
-    from .io import natural_key
+    from ..io import natural_key
 
     return sorted(names, key=natural_key)
 
@@ -746,7 +747,7 @@ class _ThrottledManifest:
 
 def _votes(dataset: Path) -> dict:
     try:
-        from .screening.store import winners
+        from ..screening.store import winners
     except ImportError as exc:
         raise DatasetError(f"{dataset}: --select votes needs sice.screening, which cannot be imported ({exc})") from None
     return winners(dataset / "screening.sqlite")
@@ -822,7 +823,7 @@ def _init_worker() -> None:
 
     import cv2
 
-    from .childproc import die_with_parent
+    from ..childproc import die_with_parent
 
     cv2.setNumThreads(1)  # OpenCV ignores OMP_NUM_THREADS; torch and BLAS follow the variables
     # A worker dies with the build (even a SIGKILLed one), and its own watched scratch folder

@@ -44,9 +44,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import ModelError
-from .models import create_model
-from .models.checkpoint import check_weights
+from ..errors import ModelError
+from . import create_model
+from .checkpoint import check_weights
 
 #: The architectures a caffemodel can be ported to (registry names), in detection order.
 ARCHITECTURES = ("sice2018-residual", "sice2018", "sice2018-perpixel")
@@ -475,7 +475,7 @@ def port_state_dict(net: CaffeNet, arch: str, *, transpose: bool = True,
         state[f"{name}.bias"] = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))
     check_weights(state, net.path)  # a NaN or 1e30 weight would give black pictures
     if arch == "sice2018-perpixel":
-        from .models.sice2018 import PERPIXEL_BLOCK as block
+        from .sice2018 import PERPIXEL_BLOCK as block
 
         # the first convs of both branches read space-to-depth channels; RIR writes them
         perm_in = torch.from_numpy(s2d_permutation(s2d_order, 4, block, transposed=transpose))
@@ -646,7 +646,7 @@ def run_model(model: nn.Module, rgb: np.ndarray, *, aux: np.ndarray | None = Non
     args = (x,)
     if model.sice_config.aux == "luminance_detail":
         if aux is None:
-            from .decomposition import aux_tensor
+            from ..decomposition import aux_tensor
 
             aux = aux_tensor(rgb, aux_method)
         args = (x, torch.from_numpy(np.ascontiguousarray(aux, dtype=np.float32))[None])

@@ -8,13 +8,13 @@ Two layouts are read, and a parent folder holding several of them:
       Dataset_Part1/Label/<seq>.JPG      its reference
       Dataset_Part2/Label/<seq>.PNG      (sequences > 125 of Part 2 have PNG labels)
 
-* the layout that :mod:`sice.dataset_build` writes: scene folders plus ``Label/`` in one root,
+* the layout that :mod:`sice.dataset.build` writes: scene folders plus ``Label/`` in one root,
   beside ``candidates/`` and ``manifest.json`` (ignored here).
 
 Frames are ordered by the number in their file name (``2.JPG`` before ``10.JPG``; the authors'
 names sort wrongly as strings). Frames of a sequence go from dark to bright in both layouts.
 
-Writing the layout is :mod:`sice.dataset_build`; this module only reads.
+Writing the layout is :mod:`sice.dataset.build`; this module only reads.
 
 References
 ----------
@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 #: Frame and label file extensions (compared case-insensitively).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -289,7 +289,7 @@ class FrameChoice:
 
 def brightness(rgb: np.ndarray) -> float:
     """Mean Rec. 601 luma of a (H, W, 3) float RGB image in [0, 1]."""
-    from .imageops import luminance
+    from ..imageops import luminance
 
     return float(luminance(rgb).mean(dtype=np.float64))
 
@@ -358,7 +358,7 @@ def select_frames(scene: Scene, direction: str = "under", *, under_max: float = 
 def _read_small(path: Path) -> np.ndarray:
     import cv2
 
-    from .io import read_rgb
+    from ..io import read_rgb
 
     rgb = read_rgb(path)
     scale = BRIGHTNESS_SIDE / max(rgb.shape[:2])

@@ -28,7 +28,7 @@ import math
 import cv2
 import numpy as np
 
-from .imageops import luminance
+from ..imageops import luminance
 
 __all__ = ["photo_finish", "finish_curve", "FINISHES"]
 

@@ -22,7 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .exposure import linear_to_srgb
+from ..stack.exposure import linear_to_srgb
 
 __all__ = ["horizon_views", "expose", "render_set", "render_brackets", "UNDER_EVS", "OVER_EVS", "BRACKET_EVS"]
 
@@ -104,7 +104,7 @@ def render_set(sources: Sequence[os.PathLike | str], out_dir: os.PathLike | str,
     ValueError
         An EV in ``under`` is not negative, or one in ``over`` not positive.
     """
-    from .io import read_radiance, write_image
+    from ..io import read_radiance, write_image
 
     if any(ev >= 0 for ev in under) or any(ev <= 0 for ev in over):
         raise ValueError(f"under EVs must be < 0 and over EVs > 0, got {list(under)} and {list(over)}")
@@ -136,7 +136,7 @@ def render_brackets(sources: Sequence[os.PathLike | str], out_dir: os.PathLike |
     list of Path
         The scene folders written.
     """
-    from .io import read_radiance, write_image
+    from ..io import read_radiance, write_image
 
     evs = sorted(float(e) for e in evs)
     if len(evs) < 2:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
-from .files import atomic_path
+from ..errors import ModelError
+from ..files import atomic_path
 
 ONNX_OPSET = 17
 
@@ -45,7 +45,7 @@ def export_onnx(model, path: os.PathLike | str, *, check: bool = True) -> Path:
     cfg = model.sice_config
     model = model.eval().float()
     if cfg.photo_path in ("gain", "tone"):
-        from .models.gaingrid import PhotoFieldsOnnx
+        from .gaingrid import PhotoFieldsOnnx
 
         wrapper = PhotoFieldsOnnx(model).eval()
         args = (torch.rand(1, 3, 256, 256), torch.rand(1, 3, 96, 128))
@@ -82,7 +82,7 @@ def export_onnx(model, path: os.PathLike | str, *, check: bool = True) -> Path:
     sidecar = {"kind": kind, "config": dataclasses.asdict(cfg),
                "work_size": getattr(model, "work_size", None),
                "meta": getattr(model, "sice_meta", {})}
-    from .files import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     atomic_write_bytes(Path(str(path) + ".json"), json.dumps(sidecar, indent=2, default=str).encode())
     return path
@@ -136,11 +136,11 @@ class OnnxRunner:
         return cls(session, sidecar, name or sidecar["config"].get("name", path.stem))
 
     def run(self, rgb: np.ndarray, *, tile: int, decomposition: str) -> np.ndarray:
-        from .enhancement import tiled_apply
+        from ..enhancement import tiled_apply
 
         planes = [rgb]
         if self.config.get("aux") == "luminance_detail":
-            from .decomposition import aux_tensor
+            from ..decomposition import aux_tensor
 
             planes.append(np.moveaxis(aux_tensor(rgb, method=decomposition), 0, -1))
         def fwd(block: np.ndarray) -> np.ndarray:
@@ -162,7 +162,7 @@ def _nchw(a: np.ndarray) -> np.ndarray:
 
 def shipped_onnx_path(name: str) -> Path | None:
     """The ONNX form shipped in the package for a registry name (or ``default``), if any."""
-    from .weights import shipped_file
+    from ..weights import shipped_file
 
     p = shipped_file(name, ".onnx")
     return p if p is not None and Path(str(p) + ".json").is_file() else None
@@ -187,6 +187,6 @@ def shipped_onnx_runner(name: str, *, required: bool = False) -> OnnxRunner | No
         if required:
             raise ModelError("onnxruntime is not installed (pip install onnxruntime)") from None
         return None
-    from .weights import resolve_alias
+    from ..weights import resolve_alias
 
     return OnnxRunner.from_file(path, name=resolve_alias(name))
