@@ -21,10 +21,8 @@ from support.helpers import REPO
 SRC = REPO / "src"
 TESTS = REPO / "tests"
 
-# The one cycle on main while `sice.enhancement` is being split into a package (issue 18): the
-# onnxruntime runner in models/onnx_export.py imports tiled_apply back from enhancement. Delete
-# this entry when that split lands: the test fails until then, so the exception cannot outlive it.
-KNOWN_CYCLES = [{"sice.enhancement", "sice.models.onnx_export"}]
+# Cycles allowed to exist: none (the last one, enhancement <-> export, went with issue 18).
+KNOWN_CYCLES: list[set[str]] = []
 
 
 # --- reading the imports ----------------------------------------------------------------------
