@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sice.dataset.build import (BuildOptions, build_dataset, find_scenes, read_scene_entries,
-                                reselect_by_votes)
+from sice.dataset.build import BuildOptions, build_dataset, find_scenes
+from sice.dataset.manifest import read_scene_entries
+from sice.dataset.selection import reselect_by_votes
 from sice.io import read_rgb, write_image
 
 from support.helpers import BRACKET_EVS, synthetic_scene, write_bracket
