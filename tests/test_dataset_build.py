@@ -11,7 +11,7 @@ import pytest
 
 from sice.dataset.build import (BuildOptions, build_dataset, find_scenes, read_scene_entries,
                                 reselect_by_votes)
-from sice.stack.exposure import linear_to_srgb, srgb_to_linear
+from sice.imageops import linear_to_srgb, srgb_to_linear
 from sice.io import read_rgb, write_image
 
 from conftest import synthetic_scene

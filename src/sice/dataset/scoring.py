@@ -43,6 +43,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..imageops import luminance
+
 __all__ = ["mef_ssim", "MefSsimReference", "image_statistics"]
 
 #: Constants of the authors' release (mef_ssim.m).
@@ -53,15 +55,13 @@ C2 = (K2 * 255.0) ** 2
 STRENGTH_EPS = 0.001
 P_MAX = 10.0
 SCALE_WEIGHTS = np.array([0.0448, 0.2856, 0.3001])
-#: Rec. 601 luma, as MATLAB's rgb2gray.
-_LUMA = np.array([0.299, 0.587, 0.114])
 _TINY = np.finfo(np.float64).eps
 
 
 def _grey255(img: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(img)
     if a.ndim == 3 and a.shape[2] == 3:
-        a = a.astype(np.float64) @ _LUMA
+        a = luminance(a, dtype=np.float64)  # MATLAB rgb2gray without its rounding
     elif a.ndim != 2:
         raise ValueError(f"{what} must be (H, W, 3) RGB or (H, W) grey, got shape {a.shape}")
     a = a.astype(np.float64)
@@ -324,7 +324,7 @@ def image_statistics(img: np.ndarray) -> dict[str, float]:
         raise ValueError(f"img must be an (H, W, 3) RGB array, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
         raise ValueError("img has non-finite values")
-    lum = a @ _LUMA
+    lum = luminance(a, dtype=np.float64)
     r, g, b = (a[..., c] * 255.0 for c in range(3))
     rg = r - g
     yb = 0.5 * (r + g) - b

@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 import scipy.fft
 
+from ..imageops import REC601
 from . import tone
 
 __all__ = [
@@ -307,7 +308,8 @@ def phase_congruency(grey: np.ndarray) -> np.ndarray:
     return np.nan_to_num(pc, nan=0.0, posinf=0.0)
 
 
-_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+#: FeatureSIM.m's YIQ matrix; its Y row is Rec. 601 luma.
+_YIQ = np.array([REC601, [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _SCHARR_X = np.array([[3, 0, -3], [10, 0, -10], [3, 0, -3]], dtype=np.float64) / 16.0
 
 

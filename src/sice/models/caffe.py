@@ -642,7 +642,10 @@ def run_model(model: nn.Module, rgb: np.ndarray, *, aux: np.ndarray | None = Non
     get ``aux`` (2, H, W) when given, else :func:`sice.decomposition.aux_tensor` of ``rgb``
     with ``aux_method``.
     """
-    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    from ..tensorops import image_to_tensor, tensor_to_image
+
+    # channels_last: a view of the array, as the demos' forward pass was always run
+    x = image_to_tensor(np.asarray(rgb, dtype=np.float32), memory_format=torch.channels_last)
     args = (x,)
     if model.sice_config.aux == "luminance_detail":
         if aux is None:
@@ -651,7 +654,7 @@ def run_model(model: nn.Module, rgb: np.ndarray, *, aux: np.ndarray | None = Non
             aux = aux_tensor(rgb, aux_method)
         args = (x, torch.from_numpy(np.ascontiguousarray(aux, dtype=np.float32))[None])
     with torch.no_grad():
-        return model(*args)[0].permute(1, 2, 0).numpy()
+        return tensor_to_image(model(*args))
 
 
 @dataclasses.dataclass
