@@ -15,7 +15,7 @@ fsim       output vs reference          Zhang et al. 2011, as the authors' Featu
 fsimc      output vs reference          the colour version (YIQ chroma) of the same
 mae        output vs reference          mean |output - reference| over pixels and channels
 loe        output vs *input*            lightness order error (Wang et al. 2013)
-mef-ssim   output vs the source stack   Ma et al. 2015, via :func:`sice.dataset.scoring.mef_ssim`
+mef-ssim   output vs the source stack   Ma et al. 2015, :func:`sice.dataset.scoring.mef_ssim`
 =========  ===========================  =================================================
 
 and the no-reference tone figures of :mod:`sice.evaluation.tone` (white-point, black-point,
@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 import scipy.fft
 
+from ..dataset.scoring import MefSsimReference, mef_ssim
 from ..imageops import REC601
 from . import tone
 
@@ -444,25 +445,6 @@ def loe(image: np.ndarray, original: np.ndarray, *, side: int = LOE_SIDE) -> flo
     return float(flips.mean())
 
 
-# --------------------------------------------------------------------------------- MEF-SSIM
-
-def mef_ssim(image: np.ndarray, frames: Sequence[np.ndarray]) -> float:
-    """MEF-SSIM [5]_ of ``image`` against the source stack ``frames`` (same size, [0, 1]).
-
-    Delegates to :func:`sice.dataset.scoring.mef_ssim` (the one implementation in sice).
-
-    Raises
-    ------
-    RuntimeError
-        ``sice.dataset.scoring`` is not available in this build.
-    """
-    try:
-        from ..dataset.scoring import mef_ssim as _mef_ssim
-    except ImportError as exc:  # pragma: no cover - depends on the build
-        raise RuntimeError(f"MEF-SSIM needs sice.dataset.scoring, which is not available: {exc}") from None
-    return float(_mef_ssim(list(frames), image))
-
-
 # ---------------------------------------------------------------------------- metric table
 
 @dataclasses.dataclass(frozen=True)
@@ -519,8 +501,9 @@ def compute_metrics(output: np.ndarray, names: Sequence[str], *, reference: np.n
     """Evaluate several metrics of one output; FSIM and FSIMc share one computation.
 
     ``memo`` (a dict the caller keeps while ``reference`` stays the same object) holds the
-    reference's FSIM features and SSIM statistics, so that scoring several methods against one
-    reference computes its phase congruency and local moments once.
+    reference's FSIM features and SSIM statistics, and the stack's side of MEF-SSIM while
+    ``frames`` stays the same object, so that scoring several methods against one reference
+    computes its phase congruency and local moments once, and the stack's part once.
 
     Returns
     -------
@@ -553,6 +536,11 @@ def compute_metrics(output: np.ndarray, names: Sequence[str], *, reference: np.n
                 if min(x.shape[:2]) < _SSIM_WIN:
                     raise ValueError(f"image must be at least {_SSIM_WIN}x{_SSIM_WIN} for SSIM")
                 scores[name] = _ssim_with(x, _memo(memo, "ssim", lambda: _ssim_stats(y)))
+            elif name == "mef-ssim" and memo is not None:
+                if memo.get("frames") is not other:
+                    # Holding the frames object keeps its id from being reused, as for the reference.
+                    memo["frames"], memo["mef-ssim"] = other, MefSsimReference(other)
+                scores[name] = memo["mef-ssim"].score(output)
             elif name in ("fsim", "fsimc"):
                 if fs is None:
                     x, y = _pair(output, other)
