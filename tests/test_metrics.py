@@ -183,11 +183,22 @@ def test_compute_metrics_reports_what_it_cannot_compute():
         s = M.compute_metrics(o, ["fsim", "fsimc"], reference=ref, memo=memo)
         assert (s["fsim"], s["fsimc"]) == M.feature_similarity(o, ref)
     assert "fsim" in memo
+    assert list(memo["fsim-filters"]) == [(32, 40)]  # one filter bank for the one (downsampled) size
     other = synthetic_scene(32, 40, seed=9)  # a new reference invalidates the memo
     s = M.compute_metrics(out, ["fsim", "ssim"], reference=other, memo=memo)
     assert s["fsim"] == M.fsim(out, other) and s["ssim"] == pytest.approx(M.ssim(out, other), abs=1e-12)
     with pytest.raises(ValueError, match="unknown metric"):
         M.compute_metrics(out, ["nope"], reference=ref)
+
+
+def test_phase_congruency_with_kept_filter_banks_is_unchanged():
+    x = synthetic_scene(40, 48, seed=3) @ [0.299, 0.587, 0.114]
+    banks: dict = {}
+    first = M.phase_congruency(x, filter_banks=banks)
+    held = banks[40, 48]
+    np.testing.assert_array_equal(M.phase_congruency(x, filter_banks=banks), first)
+    assert banks[40, 48] is held and len(banks) == 1
+    np.testing.assert_array_equal(M.phase_congruency(x), first)
 
 
 def test_mef_ssim_of_a_stack_of_copies_is_one():
