@@ -12,7 +12,7 @@ from sice.enhancement import Enhancer, apply_tone, gain_inputs
 from sice.models import create_model
 from sice.models.tonegrid import (BASE_RADIUS, MAX_CHROMA, SHOULDER_SLOPE, TOE_SLOPE, base_luma,
                                   knot_positions)
-from sice.tensorops import luminance
+from sice.tensorops import image_to_tensor, luminance, tensor_to_image
 
 
 def _random_model(seed: int = 0, scale: float = 1.0):
@@ -192,18 +192,17 @@ def test_apply_tone_is_the_models_output_at_the_working_resolution():
     rng = np.random.default_rng(0)
     x = (rng.random((120, 90, 3)) ** 2).astype(np.float32)
     thumb, work = gain_inputs(x, 1024)
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
     with torch.no_grad():
-        expected = model._enhance(t(thumb), t(x))[0].numpy().transpose(1, 2, 0)
-        g, s = (f[0, 0].numpy() for f in model.tone_fields(t(thumb), t(work)))
+        expected = tensor_to_image(model._enhance(image_to_tensor(thumb), image_to_tensor(x)))
+        g, s = (f[0, 0].numpy() for f in model.tone_fields(image_to_tensor(thumb), image_to_tensor(work)))
     assert np.abs(apply_tone(x, g, s) - expected).max() < 1e-5
     # the same in uint8 and uint16: rounding only
     for dtype, scale in ((np.uint8, 255), (np.uint16, 65535)):
         xi = np.round(x * scale).astype(dtype)
         xq = xi.astype(np.float32) / scale
         with torch.no_grad():
-            ref = model._enhance(t(thumb), t(xq))[0].numpy().transpose(1, 2, 0)
-            g, s = (f[0, 0].numpy() for f in model.tone_fields(t(thumb), t(xq)))
+            ref = tensor_to_image(model._enhance(image_to_tensor(thumb), image_to_tensor(xq)))
+            g, s = (f[0, 0].numpy() for f in model.tone_fields(image_to_tensor(thumb), image_to_tensor(xq)))
         out = apply_tone(xi, g, s)
         assert out.dtype == dtype
         assert np.abs(out.astype(np.float64) / scale - ref).max() <= 0.5 / scale + 2e-5
@@ -280,9 +279,8 @@ def test_strength_is_a_power_of_both_gains_and_zero_is_the_input():
     enhancer = Enhancer(model)
     assert np.array_equal(enhancer.enhance_pixels(x, strength=0.0), x)
     thumb, work = gain_inputs(x, 1024)
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
     with torch.no_grad():
-        g, s = (f[0, 0].numpy() for f in model.tone_fields(t(thumb), t(work)))
+        g, s = (f[0, 0].numpy() for f in model.tone_fields(image_to_tensor(thumb), image_to_tensor(work)))
     half = apply_tone(x, np.sqrt(g), np.sqrt(s))  # half the change in stops
     assert np.abs(enhancer.enhance_pixels(x, strength=0.5).astype(int) - half.astype(int)).max() <= 1
     with pytest.raises(ValueError, match="strength"):
