@@ -53,9 +53,10 @@ def test_resize_long_side_takes_non_contiguous_views():
     np.testing.assert_array_equal(resize_long_side(img[:, ::-1], 32), resize_long_side(img[:, ::-1].copy(), 32))
 
 
-def test_numpy_floor_does_not_import_torch():
-    """sice.imageops serves the ONNX-only path, which must not pay torch's import."""
-    code = "import sys, sice.imageops, sice.io; print('torch' in sys.modules)"
+def test_numpy_floor_and_the_enhancement_core_do_not_import_torch():
+    """sice.imageops serves the ONNX-only path, which must not pay torch's import: the torch
+    helpers (sice.tensorops) are imported only where torch already is."""
+    code = "import sys, sice.imageops, sice.io, sice.enhancement; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
