@@ -127,23 +127,6 @@ def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
 
 
-def psnr(pred: np.ndarray, target: np.ndarray) -> float:
-    """PSNR in dB of (H, W, 3) images in [0, 1] (peak 1)."""
-    mse = float(np.mean((pred.astype(np.float64) - target.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
-
-
-def ssim(pred: np.ndarray, target: np.ndarray) -> float:
-    """Mean SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K = 0.01, 0.03) over RGB.
-
-    OpenCV's quality module implements it for a 0..255 range, hence the scaling.
-    """
-    import cv2
-
-    scores = cv2.quality.QualitySSIM_compute(np.float32(pred) * 255.0, np.float32(target) * 255.0)[0]
-    return float(np.mean(scores[:3]))
-
-
 @torch.no_grad()
 def validate(model: torch.nn.Module, pairs: list[Pair], device: torch.device, *,
              channels_last: bool = False) -> dict:
@@ -163,9 +146,9 @@ def validate(model: torch.nn.Module, pairs: list[Pair], device: torch.device, *,
         rgb = rgb.to(device).contiguous(memory_format=fmt)
         aux = None if aux is None else aux.to(device).contiguous(memory_format=fmt)
         out = forward(model, rgb, aux, config).clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
-        target = from_cache(p.label[:h, :w])
-        psnrs.append(psnr(out, target))
-        ssims.append(ssim(out, target))
+        psnr, ssim = _scores(out, from_cache(p.label[:h, :w]))
+        psnrs.append(psnr)
+        ssims.append(ssim)
     model.train(was_training)
     return {"psnr": float(np.mean(psnrs)) if psnrs else float("nan"),
             "ssim": float(np.mean(ssims)) if ssims else float("nan"), "images": len(pairs)}
@@ -175,9 +158,18 @@ def input_scores(pairs: list[Pair]) -> dict:
     """Mean PSNR and SSIM of the validation inputs themselves against their labels (the identity)."""
     from .data import from_cache
 
-    scores = [(psnr(from_cache(p.rgb), from_cache(p.label)), ssim(from_cache(p.rgb), from_cache(p.label)))
-              for p in pairs]
+    scores = [_scores(from_cache(p.rgb), from_cache(p.label)) for p in pairs]
     return {"psnr": float(np.mean([s[0] for s in scores])), "ssim": float(np.mean([s[1] for s in scores]))}
+
+
+def _scores(image: np.ndarray, label: np.ndarray) -> tuple[float, float]:
+    """PSNR and SSIM of one image as ``sice eval`` reports them (:mod:`sice.evaluation.metrics`);
+    NaN for an output that is not finite (a diverging model), which the metrics refuse."""
+    from ..evaluation.metrics import psnr, ssim
+
+    if not np.all(np.isfinite(image)):
+        return float("nan"), float("nan")
+    return psnr(image, label), ssim(image, label)
 
 
 def _rng_state() -> dict:
