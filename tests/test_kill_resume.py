@@ -142,7 +142,7 @@ TRAIN_SET = ['model.name="sice2018-residual"', "model.kwargs.width=8", "data.pat
 
 
 def _check_run_file(p: Path) -> None:
-    from sice.training.loop import read_training_checkpoint
+    from sice.training import read_training_checkpoint
 
     if p.suffix == ".pt":
         payload = read_training_checkpoint(p)  # raises ModelError on a corrupt file
@@ -159,7 +159,7 @@ def _check_run_file(p: Path) -> None:
 
 
 def _step_of(path: Path) -> int:
-    from sice.training.loop import read_training_checkpoint
+    from sice.training import read_training_checkpoint
 
     return int(read_training_checkpoint(path)["step"])
 

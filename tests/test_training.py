@@ -18,7 +18,7 @@ from sice.models import create_model, load_checkpoint, save_checkpoint
 from sice.training import load_config, train
 from sice.training.config import TrainConfig, dumps_toml
 from sice.training.data import Pair, PairDataset, _to_cache, load_pairs
-from sice.training.loop import lr_factor
+from sice.training.schedule import lr_factor
 
 from conftest import synthetic_scene
 
@@ -199,7 +199,7 @@ def test_validation_scores_are_those_of_sice_eval():
     not OpenCV's SSIM, which differed by up to 0.02."""
     from skimage.metrics import structural_similarity
 
-    from sice.training.loop import input_scores, validate
+    from sice.training.validation import input_scores, validate
 
     torch.manual_seed(0)
     model = create_model("sice2018-residual", width=8)

@@ -4,6 +4,7 @@
 defaults, a TOML file and ``section.key=value`` overrides. See docs/training.md.
 """
 from .config import TrainConfig, load_config
-from .loop import TrainResult, read_training_checkpoint, train
+from .checkpoints import read_training_checkpoint
+from .trainer import TrainResult, Trainer, train
 
-__all__ = ["TrainConfig", "TrainResult", "load_config", "read_training_checkpoint", "train"]
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "load_config", "read_training_checkpoint", "train"]

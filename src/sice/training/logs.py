@@ -1,24 +1,34 @@
-"""The run's CSV logs and the PNG of its loss and validation curves.
+"""What a run writes in its folder (rank 0 only): config, problems, CSV logs and their curves.
 
 ``train_log.csv``: ``step, epoch, lr, loss, mean_abs_error, samples_per_s, elapsed_s`` (one row
 per ``run.log_every`` steps, means over them). ``loss`` is the training objective on Caffe's
 scale (summed over each image's pixels, divided by the batch); ``mean_abs_error`` is the mean
-``|prediction - label|`` per pixel and channel, in [0, 1] units, comparable across patch sizes. ``val_log.csv``: ``step, epoch, psnr, ssim,
-images``. ``curves.png`` is redrawn from both during the run (matplotlib's Agg backend: no display
-needed) and written atomically, so a viewer never sees half a file.
+``|prediction - label|`` per pixel and channel, in [0, 1] units, comparable across patch sizes.
+``val_log.csv``: ``step, epoch, psnr, ssim, images``. ``curves.png`` is redrawn from both during
+the run (matplotlib's Agg backend: no display needed).
+
+Every file but the logs' appended rows is written whole through :mod:`sice.files`, so a reader
+never sees half a file; a run killed while writing leaves only a hidden
+``.<name>.<random>.part``, which :meth:`RunFiles.clear_stale_parts` removes on the next start.
 """
 from __future__ import annotations
 
 import csv
 import io
 import os
+import time
 from pathlib import Path
 
 from ..errors import SiceError
-from ..files import atomic_write_bytes
+from ..files import atomic_write_bytes, remove_stale_parts
 
 TRAIN_FIELDS = ("step", "epoch", "lr", "loss", "mean_abs_error", "samples_per_s", "elapsed_s")
 VAL_FIELDS = ("step", "epoch", "psnr", "ssim", "images")
+
+#: The files a run writes in its folder.
+RUN_FILES = ("last.pt", "best.pt", "config.toml", "problems.txt", "train_log.csv", "val_log.csv", "curves.png")
+#: The run's own cache of aux decompositions (``data.aux_cache = "run"``), a subfolder.
+AUX_CACHE = "aux_cache"
 
 
 class CsvLog:
@@ -41,8 +51,7 @@ class CsvLog:
             raise SiceError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
 
     def rows(self) -> list[dict]:
-        with open(self.path, newline="") as f:
-            return list(csv.DictReader(f))
+        return read_log(self.path)
 
     def truncate_after(self, step: int) -> None:
         """Keep rows with ``step <= step``: a run that crashed after its last checkpoint logged
@@ -56,10 +65,63 @@ class CsvLog:
         atomic_write_bytes(self.path, text.getvalue().encode("utf-8"))
 
 
+def read_log(path: os.PathLike | str) -> list[dict]:
+    """The rows of a run's CSV log as dicts of strings."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
+
+
+class RunFiles:
+    """The run folder as rank 0 writes it.
+
+    Parameters
+    ----------
+    run_dir : Path
+    plot_every_s : float
+        Least time between two drawings of ``curves.png`` (drawing costs about a second on a
+        CPU); :meth:`plot` with ``force`` draws anyway.
+    """
+
+    def __init__(self, run_dir: os.PathLike | str, *, plot_every_s: float = 30.0):
+        self.run_dir = Path(run_dir)
+        self.plot_every_s = plot_every_s
+        self.train_log: CsvLog | None = None
+        self.val_log: CsvLog | None = None
+        self._last_plot = 0.0
+
+    def clear_stale_parts(self) -> None:
+        """Create the folder and delete the temp files of a run killed while writing (never
+        outputs: they are renamed into place only when complete)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(self.run_dir, RUN_FILES)
+
+    def write_config(self, text: str) -> None:
+        atomic_write_bytes(self.run_dir / "config.toml", text.encode("utf-8"))
+
+    def write_problems(self, problems: list[tuple[str, str]]) -> None:
+        atomic_write_bytes(self.run_dir / "problems.txt", "".join(f"{k}\t{w}\n" for k, w in problems).encode("utf-8"))
+
+    def open_logs(self, resume_step: int | None = None) -> None:
+        """Open (create) both logs; when resuming at ``resume_step``, drop their rows past it."""
+        self.train_log = CsvLog(self.run_dir / "train_log.csv", TRAIN_FIELDS)
+        self.val_log = CsvLog(self.run_dir / "val_log.csv", VAL_FIELDS)
+        if resume_step is not None:
+            self.train_log.truncate_after(resume_step)
+            self.val_log.truncate_after(resume_step)
+        self._last_plot = time.monotonic() - self.plot_every_s / 2  # first drawing soon, not at once
+
+    def plot(self, title: str, *, force: bool = False) -> None:
+        """Redraw ``curves.png`` if ``plot_every_s`` has passed since the last drawing (or ``force``)."""
+        if force or time.monotonic() - self._last_plot > self.plot_every_s:
+            plot_curves(self.run_dir / "train_log.csv", self.run_dir / "val_log.csv", self.run_dir / "curves.png",
+                        title=title)
+            self._last_plot = time.monotonic()
 
 
 def _column(rows: list[dict], key: str) -> list[float]:
@@ -74,8 +136,8 @@ def plot_curves(train_csv: os.PathLike | str, val_csv: os.PathLike | str, out_pn
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train = CsvLog(train_csv, TRAIN_FIELDS).rows() if Path(train_csv).exists() else []
-    val = CsvLog(val_csv, VAL_FIELDS).rows() if Path(val_csv).exists() else []
+    train = read_log(train_csv) if Path(train_csv).exists() else []
+    val = read_log(val_csv) if Path(val_csv).exists() else []
     fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(11, 4))
     if train:
         ax_loss.plot(_column(train, "step"), _column(train, "loss"), lw=1)
