@@ -202,6 +202,9 @@ def test_resume_clears_temp_files_of_a_killed_save(tmp_path):
     data = make_dataset(tmp_path / "data", n=6)
     run = tmp_path / "run"
     train(data, run, load_config(None, TINY + ["run.steps=4"]), progress=False, stop_after=2)
-    (run / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")  # what a SIGKILL during torch.save leaves
+    # what a SIGKILL during a save leaves: sice.files' temp name, in the run and in its aux cache
+    (run / ".last.pt.k1ll3d.part").write_bytes(b"half a checkpoint")
+    (run / "aux_cache").mkdir()
+    (run / "aux_cache" / ".0123abcd.npy.k1ll3d.part").write_bytes(b"half an array")
     train(data, run, load_config(run / "config.toml"), progress=False, resume=True)
-    assert not list(run.glob(".*"))
+    assert not list(run.rglob(".*"))

@@ -7,8 +7,8 @@ scale (summed over each image's pixels, divided by the batch); ``mean_abs_error`
 ``val_log.csv``: ``step, epoch, psnr, ssim, images``. ``curves.png`` is redrawn from both during
 the run (matplotlib's Agg backend: no display needed).
 
-Every file but the logs' appended rows is written whole through :mod:`sice.files`, so a reader
-never sees half a file; a run killed while writing leaves only a hidden
+Every file, a log after each new row included, is written whole through :mod:`sice.files`, so
+a reader never sees half a file; a run killed while writing leaves only a hidden
 ``.<name>.<random>.part``, which :meth:`RunFiles.clear_stale_parts` removes on the next start.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import SiceError
 from ..files import atomic_write_bytes, remove_stale_parts
 
 TRAIN_FIELDS = ("step", "epoch", "lr", "loss", "mean_abs_error", "samples_per_s", "elapsed_s")
@@ -32,23 +31,20 @@ AUX_CACHE = "aux_cache"
 
 
 class CsvLog:
-    """Append-only CSV with a header; :meth:`truncate_after` drops rows past a resumed step."""
+    """A CSV file with a header that grows by whole rows; :meth:`truncate_after` drops rows
+    past a resumed step. The file is rewritten atomically with each row (logs are small)."""
 
     def __init__(self, path: os.PathLike | str, fields: tuple[str, ...]):
         self.path = Path(path)
         self.fields = fields
-        if not self.path.exists():
-            self._write(fields, "w")
+        if self.path.exists():
+            self._data = self.path.read_bytes()
+        else:
+            self._data = b""
+            self._add([fields])
 
     def append(self, row: dict) -> None:
-        self._write([_fmt(row.get(k, "")) for k in self.fields], "a")
-
-    def _write(self, values: list, mode: str) -> None:
-        try:
-            with open(self.path, mode, newline="") as f:
-                csv.writer(f).writerow(values)
-        except OSError as exc:  # a full disk fails in write() or close(), where no file name is attached
-            raise SiceError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
+        self._add([[_fmt(row.get(k, "")) for k in self.fields]])
 
     def rows(self) -> list[dict]:
         return read_log(self.path)
@@ -56,13 +52,15 @@ class CsvLog:
     def truncate_after(self, step: int) -> None:
         """Keep rows with ``step <= step``: a run that crashed after its last checkpoint logged
         steps that the resumed run repeats."""
-        rows = [r for r in self.rows() if int(float(r["step"])) <= step]
+        kept = [r for r in self.rows() if int(float(r["step"])) <= step]
+        self._data = b""
+        self._add([self.fields, *([r.get(k, "") for k in self.fields] for r in kept)])
+
+    def _add(self, rows) -> None:
         text = io.StringIO(newline="")
-        w = csv.writer(text)
-        w.writerow(self.fields)
-        for r in rows:
-            w.writerow([r.get(k, "") for k in self.fields])
-        atomic_write_bytes(self.path, text.getvalue().encode("utf-8"))
+        csv.writer(text).writerows(rows)
+        self._data += text.getvalue().encode("utf-8")
+        atomic_write_bytes(self.path, self._data)
 
 
 def read_log(path: os.PathLike | str) -> list[dict]:
@@ -97,9 +95,10 @@ class RunFiles:
 
     def clear_stale_parts(self) -> None:
         """Create the folder and delete the temp files of a run killed while writing (never
-        outputs: they are renamed into place only when complete)."""
+        outputs: they are renamed into place only when complete), in it and in its own aux cache."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_parts(self.run_dir, RUN_FILES)
+        remove_stale_parts(self.run_dir / AUX_CACHE)  # every file there is this run's
 
     def write_config(self, text: str) -> None:
         atomic_write_bytes(self.run_dir / "config.toml", text.encode("utf-8"))

@@ -177,6 +177,7 @@ class Trainer:
     def _prepare_folder(self) -> None:
         if self.files is not None:
             self.files.clear_stale_parts()
+        dd.barrier(self.info)  # no rank writes into the aux cache before rank 0 has cleared it
         if self.resume:
             self.payload = read_training_checkpoint(self.last_path)
             if self.payload["model"] != self.cfg.model.name:
