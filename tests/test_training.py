@@ -161,6 +161,23 @@ def test_full_mode_crops_a_batch_to_common_size_and_multiple():
         assert ds.batch([0, 1], epoch=epoch)["rgb"].shape == (2, 3, 16, 24)
 
 
+def test_resize_for_training_area_down_bicubic_up_clipped():
+    from sice.training.data import resize_for_training
+
+    rng = np.random.default_rng(3)
+    img = rng.random((8, 12, 3)).astype(np.float32)
+    assert resize_for_training(img) is img
+    half = resize_for_training(img, scale=0.5)  # area averaging: the mean of each 2x2 block
+    np.testing.assert_allclose(half, img.reshape(4, 2, 6, 2, 3).mean(axis=(1, 3)), atol=1e-6)
+    np.testing.assert_allclose(resize_for_training(img, long_side=6), half, atol=0)
+    assert resize_for_training(img, scale=1.0, max_side=6).shape == (4, 6, 3)  # capped on the long side
+    step = np.zeros((8, 8, 3), np.float32)
+    step[:, 4:] = 1.0  # a hard edge: bicubic overshoots it on both sides, the result is clipped
+    up = resize_for_training(step, scale=2.5)
+    assert up.shape == (20, 20, 3) and up.min() == 0.0 and up.max() == 1.0
+    assert 0 < up[0, 9, 0] < 1  # interpolated across the edge, not nearest
+
+
 def test_bad_scenes_are_reported_and_left_out(tmp_path):
     root = make_dataset(tmp_path / "d", n=4)
     (root / "Label" / "002.png").unlink()                                # missing label
