@@ -1,4 +1,4 @@
-"""Training networks on SICE-layout data (``sice train``): config, patches, loop, DDP, curves.
+"""Training networks on SICE-layout data (``sice train``): config, patches, the trainer, DDP, logs.
 
 ``train(dataset, run_dir, cfg)`` is the one entry point; :func:`load_config` builds ``cfg`` from
 defaults, a TOML file and ``section.key=value`` overrides. See docs/training.md.

@@ -137,9 +137,22 @@ class Trainer:
     :meth:`setup` prepares the run folder (or the checkpoint to resume from), the model, the
     data, the optimiser and the logs; :meth:`run` repeats :meth:`train_step`, logs every
     ``run.log_every`` steps (:meth:`log`), checkpoints (:meth:`save`), validates
-    (:meth:`run_validation`) and ends with :meth:`finish`. The run's progress (``step``,
-    ``best_psnr``, the validations so far, the loss window) is held in attributes; parameters
-    are those of :func:`train`, with ``info`` the rank's :class:`~sice.training.distributed.DistInfo`.
+    (:meth:`run_validation`) and ends with :meth:`finish`. Parameters are those of
+    :func:`train`, with ``info`` the rank's :class:`~sice.training.distributed.DistInfo`.
+
+    Attributes
+    ----------
+    step, best_psnr, last_val, val_history, window
+        The run's progress: optimiser steps done, best validation PSNR, the latest and all
+        validations of this call, the sums of the training-log row in progress.
+    model, ddp_model, mconf
+        The network (``ddp_model`` wraps it under DDP) and its registry config (after setup).
+    train_pairs, val_pairs, ds, sampler, steps_per_epoch, total
+        The data and the run's length (after setup).
+    optimizer, scheduler, loss_fn
+        The optimisation (after setup).
+    files
+        What rank 0 writes (:class:`~sice.training.logs.RunFiles`); None on the other ranks.
     """
 
     def __init__(self, dataset: os.PathLike | str, run_dir: os.PathLike | str, cfg: TrainConfig,
