@@ -128,11 +128,21 @@ def resize_long_side(image: np.ndarray, size: int) -> np.ndarray:
     """
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    h, w = image.shape[:2]
-    scale = size / max(h, w)
-    if scale >= 1:
-        return image
+    scale = size / max(image.shape[:2])
+    return image if scale >= 1 else rescale(np.ascontiguousarray(image), scale)
+
+
+def rescale(image: np.ndarray, scale: float) -> np.ndarray:
+    """Resize (H, W[, C]) float32 by ``scale``: area averaging when shrinking (no aliasing),
+    bicubic when enlarging; each side becomes ``max(1, round(side * scale))``. ``scale == 1``
+    returns ``image`` itself. Bicubic may overshoot the input's range: clip if it matters.
+    """
     import cv2
 
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    return cv2.resize(np.ascontiguousarray(image), (nw, nh), interpolation=cv2.INTER_AREA)
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    if scale == 1.0:
+        return image
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
