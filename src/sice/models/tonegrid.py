@@ -64,9 +64,6 @@ from ._bilateral import bilateral_slice
 from ._registry import ModelConfig, register_model
 from .gaingrid import GainGrid, members_copied_into
 
-#: The old name of :func:`sice.tensorops.luminance`: sice.training.loop imports it from here.
-luma = luminance
-
 #: Extra knots near black (2/255 and 8/255): the darkest photos need their shadows at 3-10/255
 #: lifted several stops while black itself (the toe) is not; without them the level -2 frames
 #: of the validation scenes lost 0.5 dB (docs/default-model.md).

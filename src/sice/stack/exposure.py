@@ -27,8 +27,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-# linear_to_srgb is not used here: sice.training.data still imports it from this module.
-from ..imageops import linear_to_srgb, resize_long_side, srgb_to_linear  # noqa: F401
+from ..imageops import resize_long_side, srgb_to_linear
 
 #: EXIF tags (Exif IFD) that decide the exposure of a frame.
 _EXIF_IFD = 0x8769
