@@ -47,6 +47,7 @@ def scheduler():
     import logging
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                                   silence_logs=logging.ERROR) as cluster:
         yield cluster.scheduler_address
 

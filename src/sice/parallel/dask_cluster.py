@@ -55,8 +55,11 @@ def dask_client(cluster: str) -> Iterator[distributed.Client]:
         if local:
             # Processes with one thread each (our work holds the GIL in places); the nanny's
             # default environment makes OpenMP and BLAS single-threaded too.
+            # No dashboard; the scheduler's own HTTP routes on a free loopback port, not 8787
+            # (another cluster, or another user's, may hold it).
             started = distributed.LocalCluster(n_workers=int(local.group(1)), threads_per_worker=1,
                                                processes=True, dashboard_address=None,
+                                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                                                silence_logs=logging.ERROR)
             client = distributed.Client(started)
         else:
