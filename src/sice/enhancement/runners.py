@@ -88,7 +88,9 @@ class TorchRunner:
     def __init__(self, module, *, device: str = "cpu"):
         import torch
 
-        self.torch = torch
+        from .. import tensorops
+
+        self.torch, self.tensorops = torch, tensorops
         self.module = module.eval().to(device)
         self.config = module.sice_config
         self.name = self.config.name
@@ -98,12 +100,10 @@ class TorchRunner:
         if device == "cpu":
             self.module = self.module.to(memory_format=torch.channels_last)
 
-    def _tensor(self, a: np.ndarray):
-        return self.torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None].to(self.device)
-
     def photo_fields(self, thumb: np.ndarray, work: np.ndarray) -> tuple[np.ndarray, ...]:
         with self.torch.inference_mode():
-            fields = self.module.photo_fields(self._tensor(thumb), self._tensor(work))
+            as_tensor = self.tensorops.image_to_tensor
+            fields = self.module.photo_fields(as_tensor(thumb, device=self.device), as_tensor(work, device=self.device))
         return _fields_to_numpy([f.float().cpu().numpy() for f in fields])
 
     def run_tiles(self, rgb: np.ndarray, *, tile: int, decomposition: str) -> np.ndarray:
@@ -120,15 +120,13 @@ class TorchRunner:
                                multiple=cfg.size_multiple, out_channels=3)
 
     def _forward_tile(self, block: np.ndarray) -> np.ndarray:
-        torch = self.torch
-        t = self._tensor(block)
-        if self.device == "cpu":
-            t = t.contiguous(memory_format=torch.channels_last)
+        fmt = self.torch.channels_last if self.device == "cpu" else self.torch.contiguous_format
+        t = self.tensorops.image_to_tensor(block, device=self.device, memory_format=fmt)
         if self.config.aux == "luminance_detail":
             out = self.module(t[:, :3], t[:, 3:])
         else:
             out = self.module(t)
-        return out[0].float().clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
+        return self.tensorops.tensor_to_image(out.float().clamp_(0, 1))
 
 
 class OnnxRunner:
