@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import synthetic_scene
+from support.helpers import synthetic_scene
 from sice.evaluation import baselines as B
 
 

@@ -1,6 +1,6 @@
 """Caffe import (sice.models.caffe): wire-format reading, recognition, porting, bad input, the demo.
 
-Synthetic caffemodels are written with the real ``protobuf`` library (tests/caffe_reference.py),
+Synthetic caffemodels are written with the real ``protobuf`` library (tests/support/caffe_reference.py),
 and ported models are checked against an independent interpreter of the layer list that runs
 the net in Caffe's frame (the MATLAB-transposed image).
 """
@@ -16,7 +16,8 @@ from sice.models import caffe
 from sice.errors import ModelError
 from sice.models import create_model, load_checkpoint, save_checkpoint
 
-from caffe_reference import encode_net, random_blobs, run_caffe_net
+from support import caffe_demo
+from support.caffe_reference import encode_net, random_blobs, run_caffe_net
 
 pytest.importorskip("google.protobuf")
 
@@ -167,7 +168,7 @@ def test_forced_architecture_that_does_not_fit(tmp_path):
 
 
 def test_blob_with_too_few_values(tmp_path):
-    from caffe_reference import proto_classes
+    from support.caffe_reference import proto_classes
 
     path, _ = _write(tmp_path, "sice2018")
     cls = proto_classes()
@@ -230,8 +231,8 @@ def test_model2_port_reproduces_the_authors_demo_screenshot(shared_data):
     from sice.evaluation.metrics import psnr, ssim
     from sice.io import read_image, read_rgb
 
-    rgb = caffe.demo_input(read_image(shared_data / "sice-fullres" / "9.JPG").pixels, 0.2)
-    geometry = caffe.screenshot_geometry(read_rgb(shared_data / "sice-caffe" / "demo" / "model2.bmp"), rgb)
+    rgb = caffe_demo.demo_input(read_image(shared_data / "sice-fullres" / "9.JPG").pixels, 0.2)
+    geometry = caffe_demo.screenshot_geometry(read_rgb(shared_data / "sice-caffe" / "demo" / "model2.bmp"), rgb)
     h, w = rgb.shape[:2]
     y0, y1, x0, x1 = h // 3, 2 * h // 3, w // 4, 3 * w // 4
     m = 2 * 12
@@ -250,8 +251,8 @@ def test_model2_port_reproduces_the_authors_demo_screenshot(shared_data):
 
     path = shared_data / "sice-caffe" / "model2.caffemodel"
     aux = aux_tensor(crop)
-    ported = scores(caffe.run_model(caffe.import_caffe(path), crop, aux=aux))
-    untransposed = scores(caffe.run_model(caffe.import_caffe(path, transpose=False), crop, aux=aux))
+    ported = scores(caffe_demo.run_model(caffe.import_caffe(path), crop, aux=aux))
+    untransposed = scores(caffe_demo.run_model(caffe.import_caffe(path, transpose=False), crop, aux=aux))
     unenhanced = scores(crop)
     print(f"SSIM/PSNR vs screenshot: port {ported}, no transposition {untransposed}, input {unenhanced}")
     assert ported[0] > 0.95 and ported[1] > 33
@@ -274,8 +275,8 @@ def test_demo_reproduction_at_the_demo_scale(shared_data, stem):
     from sice.io import read_image, read_rgb
 
     arch = RELEASE[stem]
-    rgb = caffe.demo_input(read_image(shared_data / "sice-fullres" / "9.JPG").pixels, caffe.DEMO_SCALE[arch])
-    geometry = caffe.screenshot_geometry(read_rgb(shared_data / "sice-caffe" / "demo" / f"{stem}.bmp"), rgb)
+    rgb = caffe_demo.demo_input(read_image(shared_data / "sice-fullres" / "9.JPG").pixels, caffe_demo.DEMO_SCALE[arch])
+    geometry = caffe_demo.screenshot_geometry(read_rgb(shared_data / "sice-caffe" / "demo" / f"{stem}.bmp"), rgb)
     planes = rgb if arch == "sice2018-residual" else np.concatenate([rgb, aux_tensor(rgb).transpose(1, 2, 0)], 2)
     path = shared_data / "sice-caffe" / f"{stem}.caffemodel"
     variants = {"port": {}, "no transposition": {"transpose": False}}
@@ -288,7 +289,7 @@ def test_demo_reproduction_at_the_demo_scale(shared_data, stem):
         cfg = model.sice_config
 
         def fn(block, model=model):
-            return caffe.run_model(model, block[..., :3], aux=block[..., 3:].transpose(2, 0, 1) if block.shape[2] > 3 else None)
+            return caffe_demo.run_model(model, block[..., :3], aux=block[..., 3:].transpose(2, 0, 1) if block.shape[2] > 3 else None)
 
         out = tiled_apply(planes, fn, tile=768, overlap=cfg.receptive_radius, multiple=cfg.size_multiple)
         ours = geometry.resample(out)

@@ -17,7 +17,7 @@ import pytest
 
 from sice import childproc
 
-from test_dataset_build import write_bracket
+from support.helpers import write_bracket
 
 
 def _alive(pid: int) -> bool:

@@ -16,8 +16,7 @@ from sice.cli.build_dataset import _generator_names
 from sice.cli.main import cli
 from sice.io import read_rgb
 
-from test_dataset_build import write_bracket
-from test_fusion import distinct_candidates
+from support.helpers import distinct_candidates, write_bracket
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from sice.dataset.layout import (
 from sice.errors import DatasetError
 from sice.io import read_rgb, write_image
 
-from conftest import synthetic_scene
+from support.helpers import synthetic_scene
 
 # Exposure multipliers of the synthetic frames; the label is the scene at gain 1.
 GAINS = [0.25, 0.4, 0.6, 0.8, 0.95, 1.0, 1.05, 1.2, 1.4, 1.6, 1.8, 2.0]

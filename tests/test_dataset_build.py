@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sice.dataset.build import (BuildOptions, build_dataset, find_scenes, read_scene_entries,
-                                reselect_by_votes)
-from sice.stack.exposure import linear_to_srgb, srgb_to_linear
+from sice.dataset.build import BuildOptions, build_dataset, find_scenes
+from sice.dataset.manifest import read_scene_entries
+from sice.dataset.selection import reselect_by_votes
 from sice.io import read_rgb, write_image
 
-from conftest import synthetic_scene
+from support.helpers import BRACKET_EVS, synthetic_scene, write_bracket
 
-EVS = (-1.0, 0.0, 1.0)
 SIZE_INTERRUPT = (40, 56)  # a scene of this size makes the test generators misbehave...
 MISBEHAVE = "SICE_TEST_MISBEHAVE"  # ...while this variable is set (spawned workers inherit it)
 
@@ -64,16 +63,6 @@ def options(*generators, **kw) -> BuildOptions:
                         statistics=mean_statistics, **{"finish": "none", **kw})
 
 
-def write_bracket(folder: Path, *, size=(48, 64), names=("1.jpg", "2.jpg", "3.jpg"), seed=0) -> list[Path]:
-    """JPEG frames of one synthetic scene at EVS, files named in ``names`` order (dark first)."""
-    folder.mkdir(parents=True)
-    linear = srgb_to_linear(synthetic_scene(*size, seed=seed)) * 0.6
-    paths = []
-    for ev, name in zip(EVS, names):
-        paths.append(write_image(folder / name, linear_to_srgb(linear * 2.0 ** ev), quality=95))
-    return paths
-
-
 def test_layout_manifest_and_mef_ssim_selection(tmp_path):
     src = tmp_path / "seq"
     write_bracket(src / "10")
@@ -93,7 +82,7 @@ def test_layout_manifest_and_mef_ssim_selection(tmp_path):
     assert (out / "2" / "1.jpg").read_bytes() == shuffled[0].read_bytes()
     assert (out / "2" / "3.jpg").read_bytes() == shuffled[2].read_bytes()
     evs = [f["exposure_ev"] for f in scene["frames"]]
-    np.testing.assert_allclose(evs, np.array(EVS) - EVS[0], atol=0.1)
+    np.testing.assert_allclose(evs, np.array(BRACKET_EVS) - BRACKET_EVS[0], atol=0.1)
     assert scene["exposure"]["source"] == "estimated"
     assert all(len(f["shift"]) == 2 for f in scene["frames"])
     assert "ghost_score" in scene["alignment"] and isinstance(scene["flags"], list)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from conftest import synthetic_scene
+from support.helpers import synthetic_scene
 from sice import decomposition as dec
 from sice.decomposition import aux_tensor, decompose, release_gray, wls_smooth, wls_smooth_fast
 

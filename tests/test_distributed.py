@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from test_training import TINY, make_dataset
+from support.helpers import TINY, make_training_dataset
 
 WORKER = textwrap.dedent("""
     import json, os, sys
@@ -29,7 +29,7 @@ WORKER = textwrap.dedent("""
 
 
 def test_two_cpu_processes_hold_identical_weights_and_learn(tmp_path):
-    dataset = make_dataset(tmp_path / "data", n=8)
+    dataset = make_training_dataset(tmp_path / "data", n=8)
     run = tmp_path / "run"
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)

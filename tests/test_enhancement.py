@@ -169,8 +169,8 @@ def test_strength_scales_log_gains_and_offsets(strength):
     enh = Enhancer(_gain_offset_model())
     img = np.random.default_rng(6).random((90, 120, 3)).astype(np.float32) * 0.5
     # smaller than the working resolution: the fields are per pixel, no upsampling involved
-    log_gain, offset = enh._runner.gain_fields(*gain_inputs(img, enh._runner.work_size))
-    assert log_gain.shape == img.shape and offset is not None
+    log_gain, offset = enh._runner.photo_fields(*gain_inputs(img, enh._runner.work_size))
+    assert log_gain.shape == img.shape and offset.shape == img.shape
     expected = np.clip(img * np.exp2(strength * log_gain) + strength * offset, 0, 1)  # by hand
     got = enh.enhance_rgb(img, strength=strength)
     np.testing.assert_allclose(got, expected, atol=2e-6)
@@ -310,22 +310,22 @@ def test_cuda_unavailable_is_a_one_line_error():
 
 
 def test_cuda_uses_the_torch_backend_even_where_an_onnx_form_ships(monkeypatch):
-    import sice.enhancement as enhancement
-    import sice.models.onnx_export
+    import sice.enhancement.runners as runners
     from sice.errors import SiceError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     made = []
 
-    class Recorder(enhancement._Runner):
+    class Recorder:
         backend = "torch"
 
         def __init__(self, module, *, device):
             made.append((module.sice_config.name, device))
             self.name = module.sice_config.name
+            self.photo_path = module.sice_config.photo_path
 
-    monkeypatch.setattr(enhancement, "TorchRunner", Recorder)
-    monkeypatch.setattr(sice.models.onnx_export, "shipped_onnx_runner", lambda *a, **k: pytest.fail("onnxruntime used on cuda"))
+    monkeypatch.setattr(runners, "TorchRunner", Recorder)
+    monkeypatch.setattr(runners, "shipped_onnx_runner", lambda *a, **k: pytest.fail("onnxruntime used on cuda"))
     enh = Enhancer(device="cuda")
     assert made == [(DEFAULT_MODEL, "cuda")] and enh.backend == "torch"
     with pytest.raises(SiceError, match="the onnxruntime backend runs on the CPU only"):
@@ -350,3 +350,39 @@ def test_before_after_image_layout():
     assert pair.shape[1] == 64 and pair.shape[0] > 40 and pair.shape[2] == 3
     big = np.zeros((3000, 2000, 3), np.float32)
     assert before_after_image(big, big, side=400).shape[0] == 400  # each panel 400 x 267
+
+
+def test_the_registry_config_declares_the_photo_path_and_a_wrong_one_is_refused():
+    from sice.models import ModelConfig, model_config
+
+    assert {n: model_config(n).photo_path for n in ("tonegrid", "gaingrid", "hdrnet", "can32", "sice2018")} == {
+        "tonegrid": "tone", "gaingrid": "gain", "hdrnet": "gain", "can32": "tiles", "sice2018": "tiles"}
+    with pytest.raises(ValueError, match="only fully convolutional models can be run in tiles"):
+        ModelConfig(name="x", description="", fully_convolutional=False)
+    with pytest.raises(ValueError, match="photo_path must be one of"):
+        ModelConfig(name="x", description="", photo_path="global")
+
+
+def test_a_gain_model_without_offsets_hands_photos_one_field_and_they_get_its_gain():
+    from sice.enhancement import gain_inputs
+    from sice.models import create_model
+
+    enh = Enhancer(create_model("gaingrid", work_size=64))
+    img = np.random.default_rng(3).random((40, 50, 3)).astype(np.float32)
+    fields = enh._runner.photo_fields(*gain_inputs(img, 64))
+    assert len(fields) == 1 and fields[0].shape == img.shape
+    np.testing.assert_allclose(enh.enhance_rgb(img), np.clip(img * np.exp2(fields[0]), 0, 1), atol=2e-6)
+
+
+def test_the_api_keeps_a_few_enhancers_and_never_mixes_up_model_objects():
+    from sice.enhancement.api import _RecentEnhancers
+    from sice.models import create_model
+
+    recent = _RecentEnhancers(size=2)
+    a = create_model("gaingrid", work_size=64)
+    first = recent.get(a)
+    assert recent.get(a) is first  # the same object: no reload
+    b = create_model("gaingrid", work_size=64)
+    assert recent.get(b) is not first  # an equal-looking model is another model
+    recent.get(create_model("gaingrid", work_size=64))
+    assert len(recent.entries) == 2 and recent.get(a) is not first  # bounded: a was dropped

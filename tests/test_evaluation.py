@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import synthetic_scene
+from support.helpers import synthetic_scene
 from sice.dataset.layout import read_sice_layout
 from sice.evaluation import baselines, evaluate, items_for, write_report
 from sice.evaluation.metrics import psnr

@@ -12,7 +12,7 @@ from PIL import Image
 from sice.stack.exposure import (ExifExposure, estimate_exposures, exif_exposure_values, exposure_from_exif,
                            linear_to_srgb, srgb_to_linear)
 
-from conftest import synthetic_scene
+from support.helpers import synthetic_scene
 
 
 def exif_block(time=None, f_number=None, iso=None) -> bytes:

@@ -65,7 +65,7 @@ def test_build_dataset_finishes_labels_and_refinishes_without_fusing_again(tmp_p
     from sice.dataset.build import BuildOptions, build_dataset
     from sice.fusion import mertens
     from sice.io import read_rgb, write_image
-    from conftest import synthetic_scene
+    from support.helpers import synthetic_scene
 
     seqs = tmp_path / "seqs" / "001"
     seqs.mkdir(parents=True)

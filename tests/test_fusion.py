@@ -11,7 +11,7 @@ import pytest
 from sice import fusion
 from sice.fusion import hdr, tonemap
 
-from conftest import require_tools
+from support.helpers import distinct_candidates, psnr_8bit, require_tools
 
 #: Exposure steps of the synthetic bracket, in EV around the scene's mid exposure.
 EVS = np.array([-2.0, 0.0, 2.0])
@@ -47,22 +47,6 @@ def _runnable(name: str) -> str:
     gen = fusion.GENERATORS[name]
     require_tools(*gen.requires, what=f"generator {name} (Debian: {' '.join(gen.packages)})")
     return name
-
-
-def psnr_8bit(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR (dB) between two [0, 1] images quantised to 8 bits, as the candidates are saved."""
-    mse = float(np.mean((np.round(a * 255.0) - np.round(b * 255.0)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0 ** 2 / mse)
-
-
-def distinct_candidates(images: dict[str, np.ndarray], threshold_db: float = 40.0) -> list[str]:
-    """Names kept when every image within ``threshold_db`` PSNR of an already kept one is dropped
-    (greedy, in the given order): a set of pairwise distinct candidates."""
-    kept: list[str] = []
-    for name, img in images.items():
-        if all(psnr_8bit(img, images[k]) < threshold_db for k in kept):
-            kept.append(name)
-    return kept
 
 
 def test_table_is_complete_and_well_formed():

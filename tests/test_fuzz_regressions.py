@@ -1,7 +1,7 @@
-"""sice.fuzzing: its seeds and mutations, and every crash the fuzzer found, kept as a regression.
+"""The fuzzer (tests/support/fuzzing.py): its seeds and mutations, and every crash the fuzzer found, kept as a regression.
 
 Each crash is stored as the recipe that made it (seed name + mutation steps, see
-:func:`sice.fuzzing.apply_recipe`) with the sha256 of the bytes it made when it was found, so a
+:func:`support.fuzzing.apply_recipe`) with the sha256 of the bytes it made when it was found, so a
 change of the seed encoders (a Pillow or libjpeg update) shows up as a clear failure instead of
 silently testing other bytes. The inputs go through the fuzzer's own worker, so the time and
 address-space limits of the fuzz contract are checked too, not only the exception type.
@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sice import fuzzing
 from sice.errors import ImageReadError
 from sice.io import read_image
+
+from support import fuzzing
 
 # (seed, ops, sha256 prefix of the input, what went wrong before the fix); each is now rejected
 # with a one-line ImageReadError, except where DECODED says that a valid image is the answer.
@@ -95,7 +96,7 @@ def test_caffe_seeds_match_the_protobuf_library_and_port(tmp_path):
     """The fuzzer's hand-written encoder, checked against the real protobuf library (via the
     caffe tests' descriptor) and against the reader."""
     pytest.importorskip("google.protobuf")
-    from caffe_reference import proto_classes
+    from support.caffe_reference import proto_classes
 
     from sice.models import caffe
 
@@ -108,6 +109,8 @@ def test_caffe_seeds_match_the_protobuf_library_and_port(tmp_path):
         path.write_bytes(data)
         net = caffe.read_caffemodel(path)
         assert [l.name for l in layers] == [l.name for l in net.layers], name
+        # the fuzzer writes caffe.proto's field numbers itself: bottoms and tops land where they belong
+        assert [(list(l.bottom), list(l.top)) for l in layers] == [(l.bottom, l.top) for l in net.layers], name
         for ref, ours in zip(layers, net.layers):
             assert len(ref.blobs) == len(ours.blobs)
             for rb, ob in zip(ref.blobs, ours.blobs):
@@ -224,7 +227,7 @@ def test_image_crash_is_now_a_clean_error(image_seeds, image_runner, seed, ops, 
     data = fuzzing.apply_recipe(image_seeds[seed], ops, image_seeds)
     assert hashlib.sha256(data).hexdigest().startswith(sha), (
         f"seed {seed} no longer encodes to the bytes the fuzzer found (library update?); re-run "
-        f"python -m sice.fuzzing and re-derive this recipe (it was: {was})")
+        f"python tests/support/fuzzing.py and re-derive this recipe (it was: {was})")
     kind, outcome, detail = image_runner.run(data)
     assert (kind, outcome) == ("pass", "decoded" if sha in DECODED else "rejected"), detail
 
@@ -257,7 +260,8 @@ def test_deeply_nested_caffe_parameter_is_described_not_a_recursion_error(tmp_pa
 
 # --- the command -----------------------------------------------------------------------------
 def test_fuzz_command_runs_for_the_set_time_and_reports(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "sice.fuzzing", "--target", "image", "--seconds", "4", "--seed", "0",
+    # run as people run it, a script by its path (docs/reliability.md)
+    r = subprocess.run([sys.executable, fuzzing.__file__, "--target", "image", "--seconds", "4", "--seed", "0",
                         "--crash-dir", str(tmp_path / "crashes")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     m = re.search(r"sice fuzz image: (\d+) inputs in (\d+) s .*; (\d+) violating inputs, 0 distinct crashes", r.stdout)

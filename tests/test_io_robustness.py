@@ -23,7 +23,7 @@ from PIL import Image
 from sice import io as sio
 from sice.errors import ImageReadError
 
-from memory_probe import run_measured
+from support.memory_probe import run_measured
 
 GiB = 1 << 30
 

@@ -20,8 +20,7 @@ import pytest
 
 from sice.io import read_image
 
-from test_dataset_build import write_bracket
-from test_training import make_dataset
+from support.helpers import TINY, make_training_dataset, write_bracket
 
 SIZE = (64, 96)
 
@@ -165,7 +164,7 @@ def _step_of(path: Path) -> int:
 
 
 def test_train_killed_after_a_checkpoint_then_resumed(tmp_path):
-    data = make_dataset(tmp_path / "data", n=6)
+    data = make_training_dataset(tmp_path / "data", n=6)
     run = tmp_path / "run"
     sets = [a for s in TRAIN_SET for a in ("--set", s)]
     cmd = [sys.executable, "-m", "sice", "train", str(data), "-o", str(run), "--steps", str(TOTAL), "--no-progress",
@@ -197,9 +196,8 @@ def test_train_killed_after_a_checkpoint_then_resumed(tmp_path):
 def test_resume_clears_temp_files_of_a_killed_save(tmp_path):
     from sice.training import load_config, train
 
-    from test_training import TINY
 
-    data = make_dataset(tmp_path / "data", n=6)
+    data = make_training_dataset(tmp_path / "data", n=6)
     run = tmp_path / "run"
     train(data, run, load_config(None, TINY + ["run.steps=4"]), progress=False, stop_after=2)
     (run / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")  # what a SIGKILL during torch.save leaves

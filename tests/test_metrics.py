@@ -9,7 +9,7 @@ import pytest
 import scipy.signal
 from skimage.metrics import structural_similarity
 
-from conftest import synthetic_scene
+from support.helpers import synthetic_scene
 from sice.evaluation import metrics as M
 
 

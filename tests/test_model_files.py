@@ -19,7 +19,7 @@ from sice.errors import ModelError, SiceError
 from sice.models import create_model, load_checkpoint, save_checkpoint
 from sice.models.checkpoint import MAX_ABS_WEIGHT
 
-from memory_probe import run_measured
+from support.memory_probe import run_measured
 
 
 def _sice(*args, timeout=120):
@@ -101,9 +101,9 @@ def test_nan_from_a_model_is_an_error_not_a_black_picture(tmp_path):
 def test_diverging_training_never_names_a_bad_last_checkpoint(tmp_path):
     from sice.training import load_config, train
 
-    from test_training import TINY, make_dataset
+    from support.helpers import TINY, make_training_dataset
 
-    data = make_dataset(tmp_path / "data", n=6)
+    data = make_training_dataset(tmp_path / "data", n=6)
     run = tmp_path / "run"
     cfg = load_config(None, TINY + ["run.steps=30", "run.checkpoint_every=1", 'optim.name="sgd"', "optim.lr=1",
                                     "optim.momentum=0.9"])
@@ -120,7 +120,7 @@ def test_diverging_training_never_names_a_bad_last_checkpoint(tmp_path):
 @pytest.mark.parametrize("value", [float("nan"), 1e30])
 def test_caffemodel_with_a_bad_weight_is_refused(tmp_path, value):
     pytest.importorskip("google.protobuf")
-    from caffe_reference import encode_net, random_blobs
+    from support.caffe_reference import encode_net, random_blobs
 
     blobs = random_blobs("sice2018-residual")
     blobs["conv_g7"][0][3, 2, 1, 0] = value

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from sice.errors import ImageWriteError
 from sice.io import read_image, write_image
 
-from test_dataset_build import write_bracket
+from support.helpers import TINY, make_training_dataset, write_bracket
 
 MODEL = "gaingrid:untrained"
 
@@ -261,9 +261,8 @@ def test_train_out_of_space_names_the_file(tmp_path, size, fails):
     """Issue 16: the disk-full error of ``sice train`` said only "No space left on device". The
     file system size decides which file meets the full disk first: a log or a checkpoint."""
     from sice.cli.train import command
-    from test_training import TINY, make_dataset
 
-    data = make_dataset(tmp_path / "data", n=6)
+    data = make_training_dataset(tmp_path / "data", n=6)
     point = tmp_path / "small"
     point.mkdir()
     _mount(point, size=size)
@@ -274,7 +273,6 @@ def test_train_out_of_space_names_the_file(tmp_path, size, fails):
 
 
 def _train_out_of_space(command, data, run, fails):
-    from test_training import TINY
 
     code, stderr = _invoke(command, [data, "-o", run, "--steps", "4", "--no-progress",
                                      *[a for o in TINY for a in ("--set", o)]])

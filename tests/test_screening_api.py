@@ -7,15 +7,12 @@ import socket
 import sqlite3
 import time
 import warnings
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import synthetic_scene
-from live_server import command_server
 
 from sice.errors import DatasetError
 from sice.io import write_image
@@ -29,29 +26,13 @@ from sice.cli.screen import command as screen_command
 from sice.cli.screen import is_loopback
 from sice.screening.app import create_app
 
-# Distinctive generator names: if any of them shows up in a response, the screening is not blind.
-GENERATORS = ["mertens_zqx", "drago_zqx", "enfuse_zqx", "reinhard_zqx"]
-XSS_SCENE = "<img src=x onerror=window.__xss=1>"
-SCENES = ["1", "2", XSS_SCENE]
-
-
-def make_dataset(root: Path, scenes=SCENES, generators=GENERATORS, frames: int = 3, size=(60, 80)) -> Path:
-    """A tiny dataset in the build-dataset layout: frames, labels, candidates (8-bit PNG/JPEG)."""
-    base = synthetic_scene(*size)
-    for s, scene in enumerate(scenes):
-        (root / "candidates" / scene).mkdir(parents=True)
-        (root / scene).mkdir()
-        for g, gen in enumerate(generators):
-            write_image(root / "candidates" / scene / f"{gen}.png", base ** (0.5 + 0.4 * g) * (0.9 + 0.03 * s))
-        for k in range(frames):
-            write_image(root / scene / f"{k + 1}.JPG", np.clip(base * 2.0 ** (k - 1), 0, 1))
-    (root / "Label").mkdir()
-    return root
+from support.helpers import (SCREENING_GENERATORS, SCREENING_SCENES, XSS_SCENE, make_screening_dataset,
+                             screening_server, synthetic_scene)
 
 
 @pytest.fixture
 def dataset(tmp_path):
-    return make_dataset(tmp_path / "ds")
+    return make_screening_dataset(tmp_path / "ds")
 
 
 @pytest.fixture
@@ -79,7 +60,7 @@ def test_page_and_scene_list(client):
         assert client.get(static).status_code == 200
     r = client.get("/api/scenes", params={"rater": "  Ann "}).json()
     assert r["rater"] == "Ann" and r["total"] == 3 and r["done"] == 0 and r["resume"] == 0
-    assert [s["name"] for s in r["scenes"]] == SCENES
+    assert [s["name"] for s in r["scenes"]] == SCREENING_SCENES
 
 
 def test_candidates_are_blind_and_shuffled_per_rater(client, dataset):
@@ -90,8 +71,8 @@ def test_candidates_are_blind_and_shuffled_per_rater(client, dataset):
     assert detail(client, "1") == d  # the same order every time
     # The ids are the store's keyed hashes of the real names: map back to check the images.
     store = VoteStore(dataset / "screening.sqlite")
-    name_of = {store.opaque_id("1", g): g for g in GENERATORS}
-    assert sorted(name_of[c["id"]] for c in d["candidates"]) == sorted(GENERATORS)
+    name_of = {store.opaque_id("1", g): g for g in SCREENING_GENERATORS}
+    assert sorted(name_of[c["id"]] for c in d["candidates"]) == sorted(SCREENING_GENERATORS)
     for c in d["candidates"]:
         r = client.get(f"/api/scenes/1/candidates/{c['id']}")
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
@@ -101,13 +82,13 @@ def test_candidates_are_blind_and_shuffled_per_rater(client, dataset):
     assert len(orders) > 1  # 4! = 24 orders: seven raters all alike would not be a shuffle
     # Nothing the browser receives names a generator: page, JSON, URLs, headers.
     texts = [client.get("/").text, client.get("/static/app.js").text]
-    for scene in SCENES:
+    for scene in SCREENING_SCENES:
         r = client.get(scene_url(scene), params={"rater": "Ann"})
         texts += [r.text, str(r.headers)]
         for c in r.json()["candidates"]:
             texts.append(str(client.get(f"{scene_url(scene)}/candidates/{c['id']}").headers))
     texts.append(client.post("/api/votes", json={"rater": "Ann", "scene": "1", "candidate": d["candidates"][0]["id"]}).text)
-    for gen in GENERATORS:
+    for gen in SCREENING_GENERATORS:
         assert all(gen.split("_")[0] not in t for t in texts), gen
 
 
@@ -120,7 +101,7 @@ def test_frames_are_served_by_index(client, dataset):
 
 
 def test_tiff_frames_are_converted_for_the_browser(tmp_path):
-    ds = make_dataset(tmp_path / "ds", scenes=["1"], frames=0)
+    ds = make_screening_dataset(tmp_path / "ds", scenes=["1"], frames=0)
     pixels = (synthetic_scene(20, 30) * 65535).astype(np.uint16)
     write_image(ds / "1" / "1.tif", pixels)
     r = TestClient(create_app(ds), base_url="http://127.0.0.1").get("/api/scenes/1/frames/0")
@@ -145,7 +126,7 @@ def test_vote_change_vote_resume(client, dataset):
     # another rater sees nothing of Ann's
     assert client.get("/api/scenes", params={"rater": "Ben"}).json()["done"] == 0
     store = VoteStore(dataset / "screening.sqlite")
-    first = next(g for g in GENERATORS if store.opaque_id("1", g) == ids[0])
+    first = next(g for g in SCREENING_GENERATORS if store.opaque_id("1", g) == ids[0])
     assert store.latest_votes() == {("Ann", "1"): first, ("Ann", "2"): None}
     assert len(store.history()) == 3
 
@@ -248,7 +229,7 @@ def test_traversal_and_absolute_paths_get_4xx(client, path):
 
 
 def test_symlinks_out_of_the_dataset_are_never_served(tmp_path):
-    ds = make_dataset(tmp_path / "ds", scenes=["1"])
+    ds = make_screening_dataset(tmp_path / "ds", scenes=["1"])
     outside = tmp_path / "secret"
     outside.mkdir()
     write_image(outside / "leak.png", synthetic_scene(8, 8))
@@ -263,7 +244,7 @@ def test_symlinks_out_of_the_dataset_are_never_served(tmp_path):
     client = TestClient(app, base_url="http://127.0.0.1")
     assert [s["name"] for s in client.get("/api/scenes", params={"rater": "A"}).json()["scenes"]] == ["1"]
     d = detail(client, "1")
-    assert len(d["candidates"]) == len(GENERATORS) + 1  # the symlink that stays inside is fine
+    assert len(d["candidates"]) == len(SCREENING_GENERATORS) + 1  # the symlink that stays inside is fine
     assert len(d["frames"]) == 3
     store = VoteStore(ds / "screening.sqlite")
     assert client.get(f"/api/scenes/1/candidates/{store.opaque_id('1', 'leak_zqx')}").status_code == 404
@@ -318,13 +299,8 @@ def test_cli_on_a_folder_without_candidates_is_one_line_error(tmp_path):
 
 
 # ------------------------------------------------------------------- a real server process
-def server_process(dataset: Path):
-    """``sice screen DATASET`` in a subprocess; yields (process, base URL) once it answers."""
-    return command_server("screen", str(dataset), health="/api/health", startup=60)
-
-
 def test_acknowledged_vote_survives_kill_9(dataset):
-    with server_process(dataset) as (proc, url):
+    with screening_server(dataset) as (proc, url):
         scene = httpx.get(url + "/api/scenes/1", params={"rater": "Ann"}).json()
         acked = []
         for i, c in enumerate(scene["candidates"][:3]):
@@ -345,7 +321,7 @@ def test_acknowledged_vote_survives_kill_9(dataset):
     db = dataset / "screening.sqlite"
     rows = sqlite3.connect(db).execute("SELECT rater, scene, candidate FROM votes ORDER BY id").fetchall()
     store = VoteStore(db)
-    name_of = {store.opaque_id("1", g): g for g in GENERATORS}
+    name_of = {store.opaque_id("1", g): g for g in SCREENING_GENERATORS}
     assert rows == [("Ann", "1", name_of[i]) for i in acked] + [("Ben", "2", None)]
 
 
@@ -353,7 +329,7 @@ def test_acknowledged_vote_survives_kill_9(dataset):
 @pytest.mark.parametrize("planted", ["screening.sqlite", "screening.sqlite-wal", "screening.sqlite-shm",
                                      "screening.sqlite-journal"])
 def test_a_database_symlink_planted_in_the_dataset_is_refused(tmp_path, planted):
-    ds = make_dataset(tmp_path / "ds", scenes=["1"])
+    ds = make_screening_dataset(tmp_path / "ds", scenes=["1"])
     outside = tmp_path / "outside"
     outside.mkdir()
     target = outside / "victim"
@@ -379,7 +355,7 @@ def test_a_database_symlink_planted_in_the_dataset_is_refused(tmp_path, planted)
 
 @pytest.mark.parametrize("kind", ["folder", "fifo"])
 def test_a_database_that_is_not_a_regular_file_is_refused(tmp_path, kind):
-    ds = make_dataset(tmp_path / "ds", scenes=["1"])
+    ds = make_screening_dataset(tmp_path / "ds", scenes=["1"])
     db = ds / "screening.sqlite"
     db.mkdir() if kind == "folder" else os.mkfifo(db)  # a FIFO would hang SQLite's open
     with pytest.raises(DatasetError, match=f"^{db}: is not a regular file"):
@@ -387,7 +363,7 @@ def test_a_database_that_is_not_a_regular_file_is_refused(tmp_path, kind):
 
 
 def test_a_database_swapped_for_a_symlink_while_serving_stores_nothing_outside(tmp_path):
-    ds = make_dataset(tmp_path / "ds", scenes=["1"])
+    ds = make_screening_dataset(tmp_path / "ds", scenes=["1"])
     client = TestClient(create_app(ds), base_url="http://127.0.0.1")
     vote = {"rater": "Ann", "scene": "1", "candidate": None}
     assert client.post("/api/votes", json=vote).status_code == 200
@@ -405,7 +381,7 @@ def test_idle_and_slow_sockets_do_not_block_voting_and_are_closed(dataset):
     """200 idle TCP connections (the old cap was 64, and uvicorn never closed a silent one)
     and 20 that stall half-way through their request head: votes still go through at once, and
     the server drops the stalled connections after its header timeout."""
-    from live_server import live_server
+    from support.live_server import live_server
 
     from sice.webserver import ServerLimits
 
@@ -439,7 +415,7 @@ def test_idle_and_slow_sockets_do_not_block_voting_and_are_closed(dataset):
 def test_head_timeout_runs_per_request_and_keep_alive_idles_longer(dataset):
     """After a response, an idle connection is kept for the keep-alive timeout; one that starts
     its next request head and stalls is dropped after the (shorter) header timeout."""
-    from live_server import live_server
+    from support.live_server import live_server
 
     from sice.webserver import ServerLimits
 

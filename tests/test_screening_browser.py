@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, require_tools
-from test_screening_api import GENERATORS, XSS_SCENE, make_dataset, server_process
+from support.helpers import (REPO, SCREENING_GENERATORS, XSS_SCENE, make_screening_dataset, require_tools,
+                             screening_server)
 
 from sice.screening.store import VoteStore
 
@@ -50,14 +50,14 @@ def wait_saved(page, text):
 
 
 def test_rate_a_dataset_in_chromium(browser, tmp_path):
-    ds = make_dataset(tmp_path / "ds", size=(120, 160))
+    ds = make_screening_dataset(tmp_path / "ds", size=(120, 160))
     store = VoteStore(ds / "screening.sqlite")
 
     def name(scene, cid):
-        return next(g for g in GENERATORS if store.opaque_id(scene, g) == cid)
+        return next(g for g in SCREENING_GENERATORS if store.opaque_id(scene, g) == cid)
 
     errors = []
-    with server_process(ds) as (proc, url):
+    with screening_server(ds) as (proc, url):
         # bypass_csp: Playwright's waits evaluate strings, which our CSP forbids; it also makes the
         # <script>-name check below test the escaping itself, without the CSP's second line.
         context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)

@@ -15,7 +15,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from test_screening_api import make_dataset, server_process
+from support.helpers import make_screening_dataset, screening_server
 
 from sice.screening.store import VoteStore
 
@@ -90,8 +90,8 @@ def figures(stats: dict, seconds: float) -> str:
 
 @pytest.mark.slow
 def test_thirty_raters_six_connections_each(tmp_path):
-    ds = make_dataset(tmp_path / "ds", scenes=SCENES, generators=GENERATORS, frames=2, size=(96, 128))
-    with server_process(ds) as (proc, url):
+    ds = make_screening_dataset(tmp_path / "ds", scenes=SCENES, generators=GENERATORS, frames=2, size=(96, 128))
+    with screening_server(ds) as (proc, url):
         port = int(url.rsplit(":", 1)[1])
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(IDLE_SOCKETS)]
         try:

@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import synthetic_scene
-from live_server import live_server
+from support.helpers import synthetic_scene
+from support.live_server import live_server
 from PIL import Image
 
 import sice

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import synthetic_scene
-from live_server import command_server
+from support.helpers import synthetic_scene
+from support.live_server import command_server
 from PIL import Image
 
 from sice.enhancement import Enhancer, enhance_to_bytes

@@ -20,31 +20,11 @@ from sice.training.config import TrainConfig, dumps_toml
 from sice.training.data import Pair, PairDataset, _to_cache, load_pairs
 from sice.training.loop import lr_factor, psnr, ssim
 
-from conftest import synthetic_scene
-
-GAINS = (0.3, 0.5, 0.7, 1.0, 1.5)
-
-# A run small enough for this CPU: Model 1 at width 8 on 16-px patches.
-TINY = ['model.name="sice2018-residual"', "model.kwargs.width=8", "data.patch_size=16",
-        "data.batch_size=2", "run.log_every=2", "run.checkpoint_every=100", "optim.name=\"adam\"",
-        "optim.lr=2e-3", "run.threads=1"]
-
-
-def make_dataset(root: Path, n: int = 8, size: int = 32) -> Path:
-    """Scenes 001..n: frames = label x GAINS (8-bit PNG), label = a textured synthetic scene."""
-    for i in range(1, n + 1):
-        base = synthetic_scene(size, size, seed=i) * 0.6
-        for k, g in enumerate(GAINS, 1):
-            (root / f"{i:03d}").mkdir(parents=True, exist_ok=True)
-            write_image(root / f"{i:03d}" / f"{k}.png", np.clip(base * g, 0, 1))
-        (root / "Label").mkdir(exist_ok=True)
-        write_image(root / "Label" / f"{i:03d}.png", base)
-    return root
-
+from support.helpers import TINY, TRAINING_GAINS, make_training_dataset, synthetic_scene
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("sice_tiny"))
+    return make_training_dataset(tmp_path_factory.mktemp("sice_tiny"))
 
 
 @pytest.fixture(autouse=True)
@@ -162,7 +142,7 @@ def test_full_mode_crops_a_batch_to_common_size_and_multiple():
 
 
 def test_bad_scenes_are_reported_and_left_out(tmp_path):
-    root = make_dataset(tmp_path / "d", n=4)
+    root = make_training_dataset(tmp_path / "d", n=4)
     (root / "Label" / "002.png").unlink()                                # missing label
     (root / "003" / "1.png").write_bytes(b"not a png at all")            # corrupt frame
     write_image(root / "004" / "2.png", np.zeros((20, 32, 3), np.float32))  # mismatched size
@@ -181,11 +161,11 @@ def test_bad_scenes_are_reported_and_left_out(tmp_path):
     assert frames == [("001", "1.png"), ("001", "2.png"), ("001", "3.png"), ("003", "2.png"), ("003", "3.png"),
                       ("004", "1.png"), ("004", "3.png")]
     assert all(p.ratio == pytest.approx(g, abs=0.03) for p in pairs
-               for g in [GAINS[int(p.frame.stem) - 1]])
+               for g in [TRAINING_GAINS[int(p.frame.stem) - 1]])
 
 
 def test_nothing_usable_is_a_clear_error(tmp_path):
-    root = make_dataset(tmp_path / "d", n=2)
+    root = make_training_dataset(tmp_path / "d", n=2)
     for p in (root / "Label").iterdir():
         p.unlink()
     cfg = load_config(None, TINY + ["run.steps=2"])

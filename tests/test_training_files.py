@@ -11,7 +11,7 @@ import pytest
 
 from sice.training import load_config, train
 
-from test_training import TINY, make_dataset
+from support.helpers import TINY, make_training_dataset
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def umask_022():
 
 
 def test_run_files_are_0644_under_umask_022_and_resume_clears_killed_saves(tmp_path, umask_022):
-    data = make_dataset(tmp_path / "data", n=6)
+    data = make_training_dataset(tmp_path / "data", n=6)
     run = tmp_path / "run"
     cfg = TINY + ["run.steps=6", 'model.name="sice2018"', 'data.aux_cache="run"']
     train(data, run, load_config(None, cfg), progress=False, stop_after=3)
@@ -45,7 +45,7 @@ def test_run_files_are_0644_under_umask_022_and_resume_clears_killed_saves(tmp_p
 def test_log_gives_the_mean_error_per_pixel_beside_the_summed_loss(tmp_path):
     """With the L1 term alone, Caffe's loss is sum|d| / batch, so it must equal the logged mean
     |d| per pixel and channel times the values in one sample (3 x patch x patch)."""
-    data = make_dataset(tmp_path / "data", n=6)
+    data = make_training_dataset(tmp_path / "data", n=6)
     run = tmp_path / "run"
     cfg = load_config(None, TINY + ["run.steps=8", "run.log_every=2", "loss.l2=0", "loss.l1=1"])
     train(data, run, cfg, progress=False)

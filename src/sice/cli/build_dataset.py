@@ -157,7 +157,7 @@ def bench_command(sequences, out, generators, workers, limit, align):
         out = tmp / "dataset"
     try:
         result = _run(sequences, out, options, "mef-ssim", workers, limit)
-        from ..dataset.build import read_scene_entries
+        from ..dataset.manifest import read_scene_entries
 
         entries = [e for n, e in read_scene_entries(out).items() if n in result.built]
         click.echo(format_bench(entries, result.seconds, total_scenes, workers))

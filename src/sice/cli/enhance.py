@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from ..errors import SiceError
-from ..files import remove_stale_parts
 from ._common import BatchReport, one_line, report_errors
 
 _EXAMPLES = """
@@ -90,7 +89,7 @@ def command(inputs, output, model, strength, compare, suffix, recursive, fmt, qu
     Output paths go to stdout, one per line (--json: one JSON document); progress, notes and
     errors go to stderr, one line each. The exit status is 1 if any input failed.
     """
-    from ..batch import STDIO, plan_batch
+    from ..enhancement.batch import STDIO, Settings, plan_batch
 
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose exclude each other")
@@ -108,8 +107,8 @@ def command(inputs, output, model, strength, compare, suffix, recursive, fmt, qu
         raise click.UsageError("--json prints to standard output, which -o - already uses for the image")
     plan = plan_batch(inputs, output, recursive=recursive, fmt=fmt, suffix=suffix, compare=compare)
     run = _Run(quiet=quiet, verbose=verbose, as_json=as_json,
-               options=dict(model=model, device=device, backend=backend, tile=tile, strength=strength,
-                            quality=quality, max_pixels=max_pixels, fmt=fmt, overwrite=overwrite))
+               settings=Settings(strength=strength, quality=quality, max_pixels=max_pixels, overwrite=overwrite),
+               options=dict(model=model, device=device, backend=backend, tile=tile, fmt=fmt))
     for item, reason in plan.failures:
         run.failed(item, reason)
     if plan.jobs and str(plan.jobs[0].source) == STDIO:
@@ -123,29 +122,42 @@ def command(inputs, output, model, strength, compare, suffix, recursive, fmt, qu
 
 
 class _Run:
-    """One ``sice enhance`` run: what it prints where, what it records for --json."""
+    """One ``sice enhance`` run: prints the batch's outcomes where they belong, records them for --json."""
 
-    def __init__(self, *, quiet: bool, verbose: bool, as_json: bool, options: dict):
+    def __init__(self, *, quiet: bool, verbose: bool, as_json: bool, settings, options: dict):
         self.quiet, self.verbose, self.as_json = quiet, verbose, as_json
-        self.options = options
+        self.settings, self.options = settings, options
         self.report = BatchReport()
         self.records: list[dict] = []
         self.skipped = 0
         self.enhancer = None
 
-    # -- recording ------------------------------------------------------------------------------
-    def record(self, source, output, status, *, compare=None, renamed_from=None, quality=None, seconds=None,
-               error=None) -> None:
-        self.records.append({
-            "input": str(source), "output": None if output is None else str(output), "status": status,
-            "compare": None if compare is None else str(compare),
-            "renamed_from": None if renamed_from is None else str(renamed_from),
-            "quality": quality, "seconds": None if seconds is None else round(seconds, 3), "error": error})
+    # -- reporting ------------------------------------------------------------------------------
+    def failed(self, item, reason) -> None:
+        from ..enhancement.batch import Outcome
 
-    def failed(self, item, reason, job=None) -> None:
-        self.report.failure(str(item), reason)
-        self.record(item, job.output if job else None, "failed", compare=job.compare if job else None,
-                    renamed_from=job.renamed_from if job else None, error=reason)
+        self.outcome(Outcome(str(item), "failed", error=reason))
+
+    def outcome(self, o) -> None:
+        """Print and record one input's outcome."""
+        self.records.append({
+            "input": o.source, "output": None if o.output is None else str(o.output), "status": o.status,
+            "compare": None if o.compare is None else str(o.compare),
+            "renamed_from": None if o.renamed_from is None else str(o.renamed_from),
+            "quality": o.quality, "seconds": None if o.seconds is None else round(o.seconds, 3), "error": o.error})
+        if o.status == "failed":
+            self.report.failure(o.source, o.error)
+            return
+        if o.status == "skipped":
+            self.skipped += 1
+            if self.verbose:
+                self.note(f"{o.source} -> {o.output} (exists: skipped)")
+        else:
+            self.report.success()
+            if self.verbose:
+                self.note(f"{o.source} -> {o.output} ({o.seconds:.2f} s)")
+        if str(o.output) != "-":
+            self.output_path(o.output)
 
     def note(self, text: str) -> None:
         if not self.quiet:
@@ -168,79 +180,50 @@ class _Run:
         return self.enhancer
 
     def batch(self, plan) -> None:
-        from ..batch import collision_note, stat_problem
+        from ..enhancement.batch import collision_note, prepare_outputs, triage
 
         if not plan.jobs and not plan.failures:
             raise SiceError("no input images found")
-        todo = []
         for job in plan.jobs:
             if job.renamed_from is not None:
                 self.note(f"renamed: {collision_note(job)}")
-            problem = stat_problem(job.source)
-            if problem is not None:
-                self.failed(job.source, problem, job)
-            elif not (self.options["overwrite"] or plan.single_file) and all(t.exists() for t in job.targets()):
-                # (a file named with -o is what the user asked for: it is always written)
-                self.skipped += 1
-                self.record(job.source, job.output, "skipped", compare=job.compare, renamed_from=job.renamed_from)
-                if self.verbose:
-                    self.note(f"{job.source} -> {job.output} (exists: skipped)")
-                self.output_path(job.output)
-            else:
-                todo.append(job)
+        todo, known = triage(plan, self.settings)
+        for outcome in known:
+            self.outcome(outcome)
         if not todo:
             return
-        if plan.out_dir is not None:
-            try:
-                plan.out_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise SiceError(f"{plan.out_dir}: cannot create output folder: {exc.strerror or exc}") from None
-        _remove_stale_temp_files([job for job in todo if str(job.output) != "-"])
+        prepare_outputs(plan, todo)
         self.load()
         for job in _progress(todo, enabled=not (self.quiet or self.verbose)):
-            self.one(job)
+            self.run_job(job)
 
-    def one(self, job) -> None:
-        from ..enhancement import enhance_file, jpeg_settings
+    def run_job(self, job) -> None:
+        from ..enhancement.batch import Outcome, enhance_job, failure_reason
 
-        o = self.options
+        if str(job.output) != "-":
+            self.outcome(enhance_job(job, self.load(), self.settings))
+            return
         start = time.perf_counter()
         try:
-            if str(job.output) == "-":
-                self.to_stdout(job.source)
-            else:
-                for target in job.targets():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                enhance_file(job.source, job.output, enhancer=self.enhancer, strength=o["strength"],
-                             quality=o["quality"], compare=job.compare, max_pixels=o["max_pixels"])
-        except Exception as exc:  # one bad file must not stop a library-sized batch
-            self.failed(job.source, _reason(exc, job.source), job)
+            self.to_stdout(job.source)
+        except Exception as exc:  # reported like any failed file
+            self.outcome(Outcome.of(job, job.source, "failed", error=failure_reason(exc, job.source)))
             return
-        seconds = time.perf_counter() - start
-        self.report.success()
-        quality = None
-        if str(job.output) != "-" and job.output.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".webp"):
-            quality = jpeg_settings(job.source, job.output, o["quality"])[0]
-        self.record(job.source, job.output, "written", compare=job.compare, renamed_from=job.renamed_from,
-                    quality=quality, seconds=seconds)
-        if self.verbose:
-            self.note(f"{job.source} -> {job.output} ({seconds:.2f} s)")
-        if str(job.output) != "-":
-            self.output_path(job.output)
+        self.outcome(Outcome.of(job, job.source, "written", seconds=time.perf_counter() - start))
 
     def to_stdout(self, src: Path) -> None:
         """Enhance ``src`` and write the encoded image to standard output."""
-        from ..batch import FORMAT_EXTENSIONS
         from ..enhancement import jpeg_settings
+        from ..enhancement.batch import FORMAT_EXTENSIONS
         from ..io import encode_image, format_for_path, read_image
 
-        o = self.options
+        o, settings = self.options, self.settings
         if sys.stdout.isatty():
             raise SiceError("refusing to write image data to a terminal: redirect standard output, or give -o FILE")
-        image = read_image(src, max_pixels=o["max_pixels"])
-        out = self.load().enhance_pixels(image.pixels, strength=o["strength"])
+        image = read_image(src, max_pixels=settings.max_pixels)
+        out = self.load().enhance_pixels(image.pixels, strength=settings.strength)
         fmt = format_for_path("x" + FORMAT_EXTENSIONS[o["fmt"]]) if o["fmt"] != "same" else image.format
-        q, subsampling = jpeg_settings(src, "x.jpg" if fmt == "JPEG" else "x.png", o["quality"])
+        q, subsampling = jpeg_settings(src, "x.jpg" if fmt == "JPEG" else "x.png", settings.quality)
         data = encode_image(out, fmt, like=image, quality=q, subsampling=subsampling)
         stream = sys.stdout.buffer
         stream.write(data)
@@ -257,7 +240,7 @@ class _Run:
             src = spool_stream(sys.stdin.buffer, folder)
             job.source = src
             try:
-                self.one(job)
+                self.run_job(job)
             finally:
                 for r in self.records:
                     r["input"] = "-"
@@ -272,33 +255,13 @@ class _Run:
             e = self.enhancer
             click.echo(json.dumps({
                 "model": e.name if e else None, "backend": e.backend if e else None,
-                "device": self.options["device"], "strength": self.options["strength"],
+                "device": self.options["device"], "strength": self.settings.strength,
                 "written": self.report.ok, "skipped": self.skipped, "failed": len(self.report.failed),
                 "files": self.records}, indent=2))
         if self.skipped:
             self.note(f"skipped {self.skipped} existing output(s) (use --overwrite to redo them)")
         if self.report.failed or (not single and not self.quiet) or self.skipped:
             self.report.finish(summary=not self.quiet)
-
-
-def _reason(exc: Exception, src: Path) -> str:
-    """An exception as the reason of a ``sice: failed: <src>: <reason>`` line (without repeating src)."""
-    reason = str(exc) if isinstance(exc, SiceError) else f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, SiceError) and reason.startswith(f"{src}: "):
-        reason = reason[len(str(src)) + 2:]
-    return reason
-
-
-def _remove_stale_temp_files(jobs) -> None:
-    """A killed run can leave hidden ``.<name>.<random>.part`` files (never outputs: they are
-    renamed into place only when complete); clear those of this batch's outputs so re-runs leave
-    a clean folder. Only names of planned outputs are touched, never other files."""
-    by_folder: dict[Path, set[str]] = {}
-    for job in jobs:
-        for target in job.targets():
-            by_folder.setdefault(target.parent, set()).add(target.name)
-    for folder, names in by_folder.items():
-        remove_stale_parts(folder, names)
 
 
 def _progress(jobs, *, enabled: bool):

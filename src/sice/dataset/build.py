@@ -31,11 +31,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +42,12 @@ import numpy as np
 from ..childproc import scratch_tempdir
 from ..errors import DatasetError, SiceError
 from ..files import remove_stale_parts
+from .manifest import (CANDIDATE_DIR, LABEL_DIR, SCENE_ENTRIES, jsonable, read_scene_entries, write_manifest,
+                       write_scene_entry)
+from .selection import refinish_labels, reselect_by_votes, select_by_score, write_label
 
-MANIFEST = "manifest.json"
-SCENE_ENTRIES = ".manifest"
-LABEL_DIR = "Label"
-CANDIDATE_DIR = "candidates"
 #: Folders of an input root that are not scenes (the SICE layout's labels, our candidates).
 NOT_SCENES = {"label", "candidates"}
-FORMAT = "sice-dataset/1"
 SELECTIONS = ("mef-ssim", "votes")
 FRAME_EXTENSIONS = ("jpg", "png")
 #: Exposure differences below this (EV) do not reorder frames (estimation noise, repeated shots).
@@ -390,7 +387,7 @@ def _run_one_generator(name, fn, frames, times, candidates_dir: Path, dataset: P
         fused = np.clip(fused, 0, 1)
         t_score = time.perf_counter()
         score = float(score_fn(frames, fused))
-        stats = {k: _jsonable(v) for k, v in dict(stats_fn(fused)).items()}
+        stats = {k: jsonable(v) for k, v in dict(stats_fn(fused)).items()}
         score_seconds = time.perf_counter() - t_score
         path = candidates_dir / f"{name}.png"
         write_image(path, fused)
@@ -423,189 +420,6 @@ def _copy_frames(paths, files, folder: Path, ext: str | None) -> list[dict]:
         entries.append({"file": target.relative_to(folder.parent).as_posix(), "source": Path(path).name,
                         "how": how})
     return entries
-
-
-# ---------------------------------------------------------------------------------------------
-# Selection and writing
-# ---------------------------------------------------------------------------------------------
-def select_by_score(generators: dict, among: Iterable[str] | None = None, *, selected_by: str = "mef-ssim",
-                    why: str = "") -> dict:
-    """The candidate with the highest MEF-SSIM (among ``among`` when given), with the reason.
-
-    Returns
-    -------
-    dict
-        ``generator``, ``file`` (``Label/...`` is written by :func:`write_label`), ``mef_ssim``,
-        ``selected_by`` and ``reason``.
-    """
-    pool = {n: g for n, g in generators.items()
-            if "error" not in g and math.isfinite(g.get("mef_ssim", float("nan")))
-            and (among is None or n in set(among))}
-    if not pool:
-        raise DatasetError("no scored candidate to choose from")
-    ranked = sorted(pool, key=lambda n: (-pool[n]["mef_ssim"], n))
-    best = ranked[0]
-    reason = f"highest MEF-SSIM {pool[best]['mef_ssim']:.4f} of {len(pool)} candidates"
-    if len(ranked) > 1:
-        reason += f" (runner-up {ranked[1]} {pool[ranked[1]]['mef_ssim']:.4f})"
-    if why:
-        reason = f"{why}; {reason}"
-    return {"generator": best, "mef_ssim": pool[best]["mef_ssim"], "selected_by": selected_by, "reason": reason}
-
-
-def write_label(dataset: Path, entry: dict, finish: str = "photo") -> Path:
-    """Write ``Label/<scene>.png`` atomically from the candidate ``entry["label"]`` names.
-
-    ``finish="none"`` copies the candidate's bytes; ``"photo"`` writes
-    :func:`sice.dataset.finishing.photo_finish` of it, with the scene's darkest frame (the first one in
-    ``entry["frames"]``) deciding what stays white. ``entry["label"]["finish"]`` records which.
-    """
-    from .finishing import FINISHES
-    from ..files import atomic_write_bytes
-
-    if finish not in FINISHES:
-        raise ValueError(f"finish must be one of {FINISHES}, got {finish!r}")
-    dataset = Path(dataset)
-    scene = entry["scene"]
-    label_dir = dataset / LABEL_DIR
-    label_dir.mkdir(parents=True, exist_ok=True)
-    target = label_dir / f"{scene}.png"
-    candidate = dataset / CANDIDATE_DIR / scene / f"{entry['label']['generator']}.png"
-    if finish == "none":
-        atomic_write_bytes(target, candidate.read_bytes())
-    else:
-        from .finishing import photo_finish
-        from ..io import read_rgb, write_image
-
-        darkest = read_rgb(dataset / entry["frames"][0]["file"]) if entry.get("frames") else None
-        fused = read_rgb(candidate)
-        write_image(target, photo_finish(fused, darkest if darkest is not None and
-                                         darkest.shape == fused.shape else None))
-    entry["label"]["finish"] = finish
-    return target
-
-
-def refinish_labels(dataset: os.PathLike | str, entries: dict, finish: str) -> list[str]:
-    """Rewrite the labels of finished scenes whose recorded finish differs from ``finish``
-    (cheap: from the stored candidates, nothing is fused again). Returns the scenes changed."""
-    changed = []
-    for name, entry in entries.items():
-        if entry.get("label", {}).get("finish", "none") != finish:
-            write_label(Path(dataset), entry, finish)
-            write_scene_entry(Path(dataset), entry)
-            changed.append(name)
-    return changed
-
-
-def write_scene_entry(dataset: Path, entry: dict) -> Path:
-    """Write ``.manifest/<scene>.json`` atomically: the mark that the scene is finished."""
-    folder = Path(dataset) / SCENE_ENTRIES
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{entry['scene']}.json"
-    _write_json(path, entry)
-    return path
-
-
-def read_scene_entries(dataset: os.PathLike | str, names: Iterable[str] | None = None) -> dict:
-    """Every finished scene's entry (or those of ``names``), from ``.manifest/*.json``
-    (unreadable files are ignored: their scenes are unfinished and will be rebuilt)."""
-    folder = Path(dataset) / SCENE_ENTRIES
-    entries = {}
-    if folder.is_dir():
-        paths = sorted(folder.glob("*.json")) if names is None else [folder / f"{n}.json" for n in names]
-        for path in paths:
-            try:
-                entry = json.loads(path.read_text())
-                entries[entry["scene"]] = entry
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-    return entries
-
-
-def write_manifest(dataset: os.PathLike | str, entries: dict, *, failed: Sequence[tuple[str, str]] = (),
-                   options: dict | None = None) -> Path:
-    """Merge scene entries into ``manifest.json`` atomically."""
-    from .. import __version__
-
-    manifest = {
-        "format": FORMAT,
-        "created_by": f"sice {__version__}",
-        "options": options or {},
-        "scenes": {name: entries[name] for name in _natural_sorted(entries)},
-        "failed": {name: reason for name, reason in failed},
-    }
-    path = Path(dataset) / MANIFEST
-    _write_json(path, manifest)
-    return path
-
-
-def _write_json(path: Path, data) -> None:
-    from ..files import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(_jsonable(data), indent=1, allow_nan=True) + "\n").encode())
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _natural_sorted(names: Iterable[str]) -> list[str]:
-    from ..io import natural_key
-
-    return sorted(names, key=natural_key)
-
-
-def reselect_by_votes(dataset: os.PathLike | str, entries: dict, winners: dict) -> list[str]:
-    """Re-choose labels of finished scenes from screening votes.
-
-    Parameters
-    ----------
-    winners : dict
-        ``scene -> [candidate names with the most votes]`` (or one name), as returned by
-        :func:`sice.screening.store.winners`. Ties are broken by MEF-SSIM; scenes without votes,
-        rejected by the raters (``[]``) or whose winners are not candidates keep the MEF-SSIM
-        choice, with that reason recorded.
-
-    Returns
-    -------
-    list of str
-        Scenes whose label image changed (the reasons are updated in every entry).
-    """
-    dataset = Path(dataset)
-    changed = []
-    for name, entry in entries.items():
-        voted = winners.get(name)
-        if isinstance(voted, str):
-            voted = [voted]
-        generators = entry["generators"]
-        if voted is None:
-            label = select_by_score(generators, why="no votes")
-        elif not voted:
-            label = select_by_score(generators, why="raters found no candidate acceptable")
-        elif not any(v in generators and "error" not in generators[v] for v in voted):
-            label = select_by_score(generators, why=f"voted {', '.join(voted)} not among the candidates")
-        else:
-            tie = f" (tie of {', '.join(voted)} broken by MEF-SSIM)" if len(voted) > 1 else ""
-            label = select_by_score(generators, among=voted, selected_by="votes", why=f"most votes{tie}")
-        label["finish"] = entry["label"].get("finish", "none")
-        new_image = label["generator"] != entry["label"]["generator"]
-        if new_image or label != entry["label"]:
-            entry["label"] = label
-            if new_image:
-                write_label(dataset, entry, label["finish"])
-                changed.append(name)
-            write_scene_entry(dataset, entry)
-    return changed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,9 +38,9 @@ class ModelConfig:
         crops back, so outputs always have the input's size.
     photo_path : {"tiles", "gain", "tone"}
         How a whole photo is enhanced (:mod:`sice.enhancement`): ``"tiles"``: ``forward`` on
-        overlapping tiles (fully convolutional models); ``"gain"``: ``gain_offset(thumb, work)``
-        gives log2 gains and offsets at a working resolution, applied at full resolution;
-        ``"tone"``: ``tone_fields(thumb, work)`` gives a luma gain and a chroma gain, likewise.
+        overlapping tiles (fully convolutional models only); ``"gain"`` and ``"tone"``: the model's
+        ``photo_fields(thumb, work)`` gives fields at a working resolution that are applied at full
+        resolution: ``"gain"``: (log2 gains[, offsets]), ``"tone"``: (luma gain, chroma gain).
     paper : str
         Citation of the architecture.
     """
@@ -53,6 +53,17 @@ class ModelConfig:
     size_multiple: int = 1
     photo_path: str = "tiles"
     paper: str = ""
+
+    def __post_init__(self):
+        if self.photo_path not in PHOTO_PATHS:
+            raise ValueError(f"model {self.name!r}: photo_path must be one of {PHOTO_PATHS}, got {self.photo_path!r}")
+        if self.photo_path == "tiles" and not self.fully_convolutional:
+            raise ValueError(f"model {self.name!r}: only fully convolutional models can be run in tiles; "
+                             "declare photo_path 'gain' or 'tone' and give the model photo_fields()")
+
+
+#: How photos reach a model (:attr:`ModelConfig.photo_path`).
+PHOTO_PATHS = ("tiles", "gain", "tone")
 
 
 _MODELS: dict[str, tuple[Callable[..., nn.Module], ModelConfig]] = {}
@@ -91,6 +102,8 @@ def create_model(name: str, **kwargs) -> nn.Module:
     if builder is None:
         model_config(name)  # raises with the list of known names
     model = builder(**kwargs)
+    if config.photo_path != "tiles" and not callable(getattr(model, "photo_fields", None)):
+        raise TypeError(f"model {name!r} declares photo_path {config.photo_path!r} but has no photo_fields()")
     model.sice_config = config
     model.sice_kwargs = dict(kwargs)
     return model

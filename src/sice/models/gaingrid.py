@@ -217,6 +217,11 @@ class GainGrid(nn.Module):
             return log_gain, torch.zeros_like(log_gain)
         return log_gain, sliced[:, 3:].expand_as(log_gain)
 
+    def photo_fields(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What photos get (photo path ``"gain"``): ``(log2 gains, offsets)`` when the model has
+        offsets, else ``(log2 gains,)``; each (B, 3, h, w) at ``work``."""
+        return self.gain_offset(thumb, work) if self.offset else (self.log_gain(thumb, work),)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._enhance(self.thumbnail(x), x)
 
@@ -227,21 +232,15 @@ def _exp2(t: torch.Tensor) -> torch.Tensor:
 
 class PhotoFieldsOnnx(nn.Module):
     """Export wrapper of the grid models: (thumbnail 1x3x256x256, working image 1x3xHxW) -> the
-    fields photos get: ``tone_fields`` of tone models (luma gain, chroma gain: 1x1xHxW each),
-    ``gain_offset`` of gain models with offsets (1x3xHxW each), else ``log_gain`` (1x3xHxW)."""
+    model's ``photo_fields``: (luma gain, chroma gain: 1x1xHxW each) of tone models, (log2 gains
+    [, offsets]: 1x3xHxW each) of gain models."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        if model.sice_config.photo_path == "tone":
-            self.fields = model.tone_fields
-        elif getattr(model, "offset", False):
-            self.fields = model.gain_offset
-        else:
-            self.fields = model.log_gain
 
     def forward(self, thumb: torch.Tensor, work: torch.Tensor):
-        return self.fields(thumb, work)
+        return self.model.photo_fields(thumb, work)
 
 
 @register_model(ModelConfig(
@@ -310,6 +309,11 @@ class GainGridEnsemble(nn.Module):
     def _enhance(self, thumb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         log_gain, offset = self.gain_offset(thumb, x)
         return (x * _exp2(log_gain) + offset).clamp(0, 1)
+
+    def photo_fields(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What photos get (photo path ``"gain"``): ``(log2 gains, offsets)`` when the model has
+        offsets, else ``(log2 gains,)``; each (B, 3, h, w) at ``work``."""
+        return self.gain_offset(thumb, work) if self.offset else (self.log_gain(thumb, work),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._enhance(GainGrid.thumbnail(x), x)

@@ -208,6 +208,10 @@ class HDRNet(nn.Module):
         return torch.log2((out + GAIN_EPS) / (work + GAIN_EPS)).clamp(-GAIN_STOPS, GAIN_STOPS)
 
 
+    def photo_fields(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor]:
+        """What photos get (photo path ``"gain"``): ``(log2 gains,)`` (:meth:`log_gain`)."""
+        return (self.log_gain(thumb, work),)
+
 @register_model(ModelConfig(
     name="hdrnet",
     description="HDRNet (Gharbi et al. 2017): bilateral grid of 3x4 affine colour transforms from a "

@@ -244,6 +244,10 @@ class ToneGrid(GainGrid):
         width = (self.knot_luma[1:] - self.knot_luma[:-1]).view(1, -1, 1, 1)
         return ((y - lo) / width).clamp(0, 1).sum(1, keepdim=True) / (self.knots - 1)
 
+    def photo_fields(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What photos get (photo path ``"tone"``): :meth:`tone_fields`."""
+        return self.tone_fields(thumb, work)
+
     def tone_fields(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(luma gain g, chroma gain s)``, each (B, 1, h, w) at ``work``'s pixels.
 
@@ -314,6 +318,10 @@ class ToneGridEnsemble(nn.Module):
             raise ValueError("an ensemble needs at least one member")
         self.work_size = int(work_size)
         self.members = nn.ModuleList(ToneGrid(**{**dict(kw), "work_size": self.work_size}) for kw in members)
+
+    def photo_fields(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What photos get (photo path ``"tone"``): :meth:`tone_fields`."""
+        return self.tone_fields(thumb, work)
 
     def tone_fields(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The members' mean ``(luma gain, chroma gain)``, each (B, 1, h, w)."""

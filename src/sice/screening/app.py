@@ -29,12 +29,13 @@ it with :func:`sice.webserver.run_server`).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError
@@ -117,17 +118,70 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
     DatasetError
         If the folder has no candidates or the database cannot be opened.
     """
-    root = Path(dataset_dir).resolve()
-    scenes = list_scenes(root)
-    by_name = {s.name: s for s in scenes}
-    store = VoteStore(Path(db_path) if db_path is not None else root / DB_NAME)
-    # scene -> {opaque id: candidate name}: the only way back from what the browser sends.
-    names_by_id = {s.name: {store.opaque_id(s.name, n): n for n in s.candidates} for s in scenes}
-
+    screening = Screening.open(dataset_dir, db_path)
     app = FastAPI(title="sice screening", docs_url=None, redoc_url=None, openapi_url=None,
                   max_body_size=max_body_size)
-    app.state.store = store
-    app.state.scenes = scenes
+    app.state.store = screening.store
+    app.state.scenes = screening.scenes
+    _install_guards(app, allowed_hosts, max_head_size)
+    app.include_router(_page_routes())
+    app.include_router(_scene_routes(screening))
+    app.include_router(_vote_routes(screening))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+@dataclasses.dataclass
+class Screening:
+    """What the routes share: the dataset's scenes (listed once), the vote store, and the
+    lookups from what a request names to a listed file (404 when it names none)."""
+
+    root: Path
+    scenes: list[ScreeningScene]
+    store: VoteStore
+    by_name: dict[str, ScreeningScene]
+    #: scene -> {opaque id: candidate name}: the only way back from what the browser sends.
+    names_by_id: dict[str, dict[str, str]]
+
+    @classmethod
+    def open(cls, dataset_dir: os.PathLike | str, db_path: os.PathLike | str | None) -> Screening:
+        root = Path(dataset_dir).resolve()
+        scenes = list_scenes(root)
+        store = VoteStore(Path(db_path) if db_path is not None else root / DB_NAME)
+        names_by_id = {s.name: {store.opaque_id(s.name, n): n for n in s.candidates} for s in scenes}
+        return cls(root, scenes, store, {s.name: s for s in scenes}, names_by_id)
+
+    def rater(self, rater: str) -> str:
+        try:
+            return normalise_rater(rater)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    def scene(self, name: str) -> ScreeningScene:
+        scene = self.by_name.get(name)
+        if scene is None:
+            raise HTTPException(404, "unknown scene")
+        return scene
+
+    def candidate(self, scene: ScreeningScene, cid: str) -> str:
+        name = self.names_by_id[scene.name].get(cid)
+        if name is None:
+            raise HTTPException(404, "unknown candidate")
+        return name
+
+    def serve(self, path: Path) -> Response:
+        """A listed image file, if its real path is still inside the dataset (403 otherwise)."""
+        real = inside(path, self.root)
+        if real is None:
+            raise HTTPException(403, "file is not inside the dataset")
+        if format_for_path(real) in _BROWSER_FORMATS:
+            # No filename=: a Content-Disposition would name the generator.
+            return FileResponse(real, headers={"Cache-Control": "private, max-age=3600"})
+        return Response(_as_png(real), media_type="image/png")
+
+
+def _install_guards(app: FastAPI, allowed_hosts: tuple[str, ...] | None, max_head_size: int) -> None:
+    """One-line JSON errors, the Host and head-size checks, security headers, 503 on SiceError."""
     install_json_errors(app)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
@@ -147,58 +201,44 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
         # stored, and the page must not show it as saved.
         return JSONResponse({"detail": " ".join(str(exc).split())}, status_code=503)
 
-    def rater_or_400(rater: str) -> str:
-        try:
-            return normalise_rater(rater)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
 
-    def scene_or_404(name: str) -> ScreeningScene:
-        scene = by_name.get(name)
-        if scene is None:
-            raise HTTPException(404, "unknown scene")
-        return scene
+def _page_routes() -> APIRouter:
+    """The static page."""
+    router = APIRouter(include_in_schema=False)
 
-    def candidate_or_404(scene: ScreeningScene, cid: str) -> str:
-        name = names_by_id[scene.name].get(cid)
-        if name is None:
-            raise HTTPException(404, "unknown candidate")
-        return name
-
-    def serve(path: Path) -> Response:
-        real = inside(path, root)
-        if real is None:
-            raise HTTPException(403, "file is not inside the dataset")
-        if format_for_path(real) in _BROWSER_FORMATS:
-            # No filename=: a Content-Disposition would name the generator.
-            return FileResponse(real, headers={"Cache-Control": "private, max-age=3600"})
-        return Response(_as_png(real), media_type="image/png")
-
-    @app.get("/", include_in_schema=False)
+    @router.get("/")
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
-    @app.get("/favicon.ico", include_in_schema=False)
+    @router.get("/favicon.ico")
     def favicon() -> Response:
         return Response(status_code=204)  # none; saves a 404 in every browser console
 
-    @app.get("/api/health")
+    return router
+
+
+def _scene_routes(screening: Screening) -> APIRouter:
+    """Health, the scene list, a scene for one rater, and its candidate and frame images."""
+    router = APIRouter()
+    scenes, store = screening.scenes, screening.store
+
+    @router.get("/api/health")
     def health() -> dict:
         return {"ok": True, "scenes": len(scenes)}
 
-    @app.get("/api/scenes")
+    @router.get("/api/scenes")
     def scene_list(rater: Rater) -> dict:
-        rater = rater_or_400(rater)
+        rater = screening.rater(rater)
         voted = {scene for _, scene in store.latest_votes(rater)}
         rows = [{"name": s.name, "voted": s.name in voted} for s in scenes]
         resume = next((i for i, row in enumerate(rows) if not row["voted"]), max(len(rows) - 1, 0))
         return {"rater": rater, "total": len(rows), "done": sum(r["voted"] for r in rows),
                 "resume": resume, "scenes": rows}
 
-    @app.get("/api/scenes/{scene}")
+    @router.get("/api/scenes/{scene}")
     def scene_detail(scene: str, rater: Rater) -> dict:
-        rater = rater_or_400(rater)
-        s = scene_or_404(scene)
+        rater = screening.rater(rater)
+        s = screening.scene(scene)
         order = store.display_order(rater, s.name, list(s.candidates))
         votes = store.latest_votes(rater)
         candidates = [{"id": store.opaque_id(s.name, name), "label": _letter(i)} for i, name in enumerate(order)]
@@ -210,30 +250,36 @@ def create_app(dataset_dir: os.PathLike | str, *, db_path: os.PathLike | str | N
         return {"name": s.name, "index": scenes.index(s), "total": len(scenes), "candidates": candidates,
                 "frames": frames, "vote": current}
 
-    @app.get("/api/scenes/{scene}/candidates/{cid}")
+    @router.get("/api/scenes/{scene}/candidates/{cid}")
     def candidate_image(scene: str, cid: str) -> Response:
-        s = scene_or_404(scene)
-        return serve(s.candidates[candidate_or_404(s, cid)])
+        s = screening.scene(scene)
+        return screening.serve(s.candidates[screening.candidate(s, cid)])
 
-    @app.get("/api/scenes/{scene}/frames/{k}")
+    @router.get("/api/scenes/{scene}/frames/{k}")
     def frame_image(scene: str, k: int) -> Response:
-        s = scene_or_404(scene)
+        s = screening.scene(scene)
         if not 0 <= k < len(s.frames):
             raise HTTPException(404, "unknown frame")
-        return serve(s.frames[k])
+        return screening.serve(s.frames[k])
 
-    @app.post("/api/votes")
+    return router
+
+
+def _vote_routes(screening: Screening) -> APIRouter:
+    """Recording a vote (strict JSON body)."""
+    router = APIRouter()
+
+    @router.post("/api/votes")
     def vote(body: Annotated[VoteIn, Depends(strict_vote)]) -> dict:
-        rater = rater_or_400(body.rater)
-        s = scene_or_404(body.scene)
-        name = None if body.candidate is None else candidate_or_404(s, body.candidate)
-        stored = store.record(rater, s.name, name)  # returns after the durable commit
-        done = sum(sc in by_name for _, sc in store.latest_votes(rater))
+        rater = screening.rater(body.rater)
+        s = screening.scene(body.scene)
+        name = None if body.candidate is None else screening.candidate(s, body.candidate)
+        stored = screening.store.record(rater, s.name, name)  # returns after the durable commit
+        done = sum(sc in screening.by_name for _, sc in screening.store.latest_votes(rater))
         return {"ok": True, "scene": s.name, "candidate": body.candidate, "time": stored.time,
-                "done": done, "total": len(scenes)}
+                "done": done, "total": len(screening.scenes)}
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    return app
+    return router
 
 
 def _letter(i: int) -> str:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import tempfile
 import threading
@@ -36,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -177,20 +178,20 @@ def create_app(model: Any = None, *, enhancer: Enhancer | None = None, workers: 
         If the model cannot be loaded.
     """
     enhancer = enhancer or Enhancer(model, **enhancer_options)
-    work = WorkQueue(workers, queue, queue_timeout)
-    pixel_limit = max_pixels_default() if max_pixels is None else int(max_pixels)
+    service = Service(enhancer, WorkQueue(workers, queue, queue_timeout),
+                      max_pixels_default() if max_pixels is None else int(max_pixels), max_body_size, upload_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
-        work.close()
+        service.work.close()
 
     app = FastAPI(
         title="sice enhancement API", version=_version(), lifespan=lifespan,
         description="POST a badly exposed photo, get it back enhanced in the same format "
                     f"(model `{enhancer.name}`). Errors are JSON: `{{\"detail\": \"one line\"}}`.")
     app.state.enhancer = enhancer
-    app.state.work = work
+    app.state.work = service.work
     install_json_errors(app)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
@@ -198,34 +199,57 @@ def create_app(model: Any = None, *, enhancer: Enhancer | None = None, workers: 
 
     @app.exception_handler(QueueTimeout)
     async def queue_timeout_error(request: Request, exc: QueueTimeout):
-        return JSONResponse({"detail": f"the server is busy: no place in the queue within {work.timeout:g} s; "
+        return JSONResponse({"detail": f"the server is busy: no place in the queue within {service.work.timeout:g} s; "
                                        "retry later"}, status_code=503, headers={"Retry-After": "5"})
 
-    @app.get("/", include_in_schema=False)
+    app.include_router(_routes(service))
+    return app
+
+
+@dataclasses.dataclass
+class Service:
+    """What the routes share: the loaded model, the work queue, and the request limits."""
+
+    enhancer: Enhancer
+    work: WorkQueue
+    max_pixels: int
+    max_body_size: int
+    upload_timeout: float
+
+
+# The documented error replies of POST /enhance (all one-line JSON).
+_ENHANCE_ERRORS = {code: {"model": Detail, "description": text} for code, text in [
+    (400, "Corrupt, truncated or empty image, or values the model cannot take"),
+    (408, "The body did not arrive within the upload timeout"), (413, "Body or image too large"), (415, "Not a JPEG, PNG, TIFF, BMP or WebP file"),
+    (422, "A parameter out of range"), (503, "Queue full for longer than the queue timeout"),
+    (500, "The model failed on this image")]}
+_ENHANCE_BODY = {"requestBody": {"required": True, "description": "The image file's bytes, as they are "
+                                 "on disk (not a form): `curl --data-binary @photo.jpg`",
+                                 "content": {t: {"schema": {"type": "string", "format": "binary"}}
+                                             for t in ["application/octet-stream", *MEDIA_TYPES.values()]}}}
+
+
+def _routes(service: Service) -> APIRouter:
+    """``/`` (to the docs), ``/health`` and ``POST /enhance``."""
+    router = APIRouter()
+
+    @router.get("/", include_in_schema=False)
     def index() -> Response:
         return Response(status_code=307, headers={"Location": "/docs"})
 
-    @app.get("/health", summary="Model and load")
+    @router.get("/health", summary="Model and load")
     def health() -> dict:
         """The loaded model, and how many requests are running, admitted and waiting."""
+        enhancer, work = service.enhancer, service.work
         return {"ok": True, "model": enhancer.name, "backend": enhancer.backend, "workers": work.workers,
                 "queue": work.queue, "running": work.running, "admitted": work.admitted, "waiting": work.waiting,
-                "max_pixels": pixel_limit, "max_body_size": max_body_size}
+                "max_pixels": service.max_pixels, "max_body_size": service.max_body_size}
 
-    errors = {code: {"model": Detail, "description": text} for code, text in [
-        (400, "Corrupt, truncated or empty image, or values the model cannot take"),
-        (408, "The body did not arrive within the upload timeout"), (413, "Body or image too large"), (415, "Not a JPEG, PNG, TIFF, BMP or WebP file"),
-        (422, "A parameter out of range"), (503, "Queue full for longer than the queue timeout"),
-        (500, "The model failed on this image")]}
-
-    @app.post(
+    @router.post(
         "/enhance", summary="Enhance one photo", response_class=Response,
         responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()},
-                         "description": "The enhanced image, in the input's format"}, **errors},
-        openapi_extra={"requestBody": {"required": True, "description": "The image file's bytes, as they are "
-                                       "on disk (not a form): `curl --data-binary @photo.jpg`",
-                                       "content": {t: {"schema": {"type": "string", "format": "binary"}}
-                                                   for t in ["application/octet-stream", *MEDIA_TYPES.values()]}}})
+                         "description": "The enhanced image, in the input's format"}, **_ENHANCE_ERRORS},
+        openapi_extra=_ENHANCE_BODY)
     async def enhance(
         request: Request,
         strength: Annotated[float, Query(ge=0, le=1, allow_inf_nan=False,
@@ -235,41 +259,48 @@ def create_app(model: Any = None, *, enhancer: Enhancer | None = None, workers: 
     ) -> Response:
         """Send the photo as the request body; the reply is the enhanced photo in the same format
         (size, bit depth, alpha, EXIF and ICC profile kept)."""
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type.startswith("multipart/"):
-            raise HTTPException(415, "send the image file itself as the body (curl --data-binary @photo.jpg), "
-                                     "not as a multipart form")
-        # curl sends this type for --data-binary too, so it is accepted; but -d strips line breaks
-        hint = " (curl -d alters binary data: use --data-binary)" if "urlencoded" in media_type else ""
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_body_size:
-            raise HTTPException(413, f"body of {int(declared)} bytes is larger than the limit of {max_body_size}")
-        async with work.place():
-            with tempfile.TemporaryDirectory(prefix="sice-serve-") as folder:
-                upload = Path(folder) / "upload"
-                try:
-                    async with asyncio.timeout(upload_timeout):
-                        await _receive(request, upload, max_body_size)
-                except TimeoutError:
-                    raise HTTPException(408, f"the body did not arrive within {upload_timeout:g} s") from None
-                try:
-                    data, fmt = await work.run(enhance_to_bytes, upload, enhancer=enhancer, strength=strength,
-                                               quality=quality, max_pixels=pixel_limit)
-                except ImageReadError as exc:
-                    reason = exc.reason.replace(str(upload), "image")
-                    if "exceeds the limit" in reason:
-                        raise HTTPException(413, f"image: {reason}") from None
-                    raise HTTPException(400, f"image: {reason}{hint}") from None
-                except ValueError as exc:  # float pixels outside [0, 1], strength the model cannot take
-                    raise HTTPException(400, " ".join(str(exc).replace(str(upload), "image").split())) from None
-                except SiceError as exc:  # the model failed or returned garbage: the server's fault
-                    logger.error("sice serve: enhancement failed: %s", " ".join(str(exc).split()))
-                    raise HTTPException(500, "enhancement failed: " + " ".join(str(exc).split())) from None
-        return Response(data, media_type=MEDIA_TYPES[fmt], headers={
-            "X-Sice-Model": enhancer.name, "X-Sice-Strength": f"{strength:g}",
-            "Content-Disposition": f'inline; filename="enhanced.{fmt.lower().replace("jpeg", "jpg")}"'})
+        return await _enhance(service, request, strength, quality)
 
-    return app
+    return router
+
+
+async def _enhance(service: Service, request: Request, strength: float, quality: int | None) -> Response:
+    """POST /enhance: check the declared type and size, wait for a place, spool the body, enhance
+    it on a worker, and map each failure to its status."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type.startswith("multipart/"):
+        raise HTTPException(415, "send the image file itself as the body (curl --data-binary @photo.jpg), "
+                                 "not as a multipart form")
+    # curl sends this type for --data-binary too, so it is accepted; but -d strips line breaks
+    hint = " (curl -d alters binary data: use --data-binary)" if "urlencoded" in media_type else ""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > service.max_body_size:
+        raise HTTPException(413, f"body of {int(declared)} bytes is larger than the limit of {service.max_body_size}")
+    enhancer = service.enhancer
+    async with service.work.place():
+        with tempfile.TemporaryDirectory(prefix="sice-serve-") as folder:
+            upload = Path(folder) / "upload"
+            try:
+                async with asyncio.timeout(service.upload_timeout):
+                    await _receive(request, upload, service.max_body_size)
+            except TimeoutError:
+                raise HTTPException(408, f"the body did not arrive within {service.upload_timeout:g} s") from None
+            try:
+                data, fmt = await service.work.run(enhance_to_bytes, upload, enhancer=enhancer, strength=strength,
+                                                   quality=quality, max_pixels=service.max_pixels)
+            except ImageReadError as exc:
+                reason = exc.reason.replace(str(upload), "image")
+                if "exceeds the limit" in reason:
+                    raise HTTPException(413, f"image: {reason}") from None
+                raise HTTPException(400, f"image: {reason}{hint}") from None
+            except ValueError as exc:  # float pixels outside [0, 1], strength the model cannot take
+                raise HTTPException(400, " ".join(str(exc).replace(str(upload), "image").split())) from None
+            except SiceError as exc:  # the model failed or returned garbage: the server's fault
+                logger.error("sice serve: enhancement failed: %s", " ".join(str(exc).split()))
+                raise HTTPException(500, "enhancement failed: " + " ".join(str(exc).split())) from None
+    return Response(data, media_type=MEDIA_TYPES[fmt], headers={
+        "X-Sice-Model": enhancer.name, "X-Sice-Strength": f"{strength:g}",
+        "Content-Disposition": f'inline; filename="enhanced.{fmt.lower().replace("jpeg", "jpg")}"'})
 
 
 async def _receive(request: Request, path: Path, max_bytes: int) -> None:

@@ -1,5 +1,5 @@
-"""Planning a batch of ``sice enhance``: every input found and every output named before anything
-is written.
+"""A batch of ``sice enhance``: every input found and every output named before anything is
+written, then one :class:`Outcome` per input (written, skipped or failed) that callers only report.
 
 A photo library is full of repeated names (``IMG_0001.JPG`` in every camera folder, ``a.jpg``
 next to ``a.png``), so output names are planned for the whole batch at once: two inputs that
@@ -11,7 +11,9 @@ folder without search permission, a folder that cannot be listed, a folder witho
 become per-entry failures: the rest of the batch goes on.
 
 The plan depends only on the inputs and options, never on what the output folder holds, so a
-re-run maps every input to the same output as before and can skip the finished ones.
+re-run maps every input to the same output as before and can skip the finished ones
+(:func:`triage`). :func:`enhance_job` runs one job and never raises for a bad file: one bad
+file must not stop a library-sized batch.
 """
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ import unicodedata
 from pathlib import Path
 from typing import Iterable
 
-from .errors import SiceError
-from .io import EXTENSIONS, is_image_path, natural_key
+from ..errors import SiceError
+from ..io import EXTENSIONS, is_image_path, natural_key
 
 #: The input name that means standard input (and, as ``-o -``, standard output).
 STDIO = "-"
@@ -400,5 +402,100 @@ def stat_problem(path: Path) -> str | None:
     return None
 
 
-__all__ = ["Job", "Plan", "Source", "find_sources", "plan_batch", "collision_note", "stat_problem", "STDIO",
-           "FORMAT_EXTENSIONS"]
+# --------------------------------------------------------------------------------------------
+# Running a plan: triage (skip what exists), then one outcome per job
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Settings:
+    """How every job of a batch is enhanced and written."""
+
+    strength: float = 1.0
+    quality: int | None = None
+    max_pixels: int | None = None
+    overwrite: bool = False
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What became of one input: ``status`` is "written", "skipped" (its outputs exist) or
+    "failed" (``error`` says why, without repeating the input's name)."""
+
+    source: str
+    status: str
+    output: Path | None = None
+    compare: Path | None = None
+    renamed_from: Path | None = None
+    quality: int | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, job: Job | None, source, status: str, **kwargs) -> "Outcome":
+        if job is None:
+            return cls(str(source), status, **kwargs)
+        return cls(str(source), status, job.output, job.compare, job.renamed_from, **kwargs)
+
+
+def triage(plan: Plan, settings: Settings) -> tuple[list[Job], list[Outcome]]:
+    """The jobs to run, and the outcomes known without running: inputs that cannot be looked at
+    (failed) and jobs whose outputs all exist (skipped, unless ``settings.overwrite``; a file
+    named with ``-o`` is what the user asked for, so it is always written)."""
+    todo, known = [], []
+    for job in plan.jobs:
+        problem = stat_problem(job.source)
+        if problem is not None:
+            known.append(Outcome.of(job, job.source, "failed", error=problem))
+        elif not (settings.overwrite or plan.single_file) and all(t.exists() for t in job.targets()):
+            known.append(Outcome.of(job, job.source, "skipped"))
+        else:
+            todo.append(job)
+    return todo, known
+
+
+def prepare_outputs(plan: Plan, jobs: list[Job]) -> None:
+    """Create the output folder and clear the temp files a killed run left for these jobs'
+    outputs (only theirs, never other files)."""
+    from ..files import remove_stale_parts
+
+    if plan.out_dir is not None:
+        try:
+            plan.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SiceError(f"{plan.out_dir}: cannot create output folder: {exc.strerror or exc}") from None
+    by_folder: dict[Path, set[str]] = {}
+    for job in jobs:
+        if str(job.output) != STDIO:
+            for target in job.targets():
+                by_folder.setdefault(target.parent, set()).add(target.name)
+    for folder, names in by_folder.items():
+        remove_stale_parts(folder, names)
+
+
+def enhance_job(job: Job, enhancer, settings: Settings) -> Outcome:
+    """Enhance one planned job into its output file(s); a failure becomes the outcome, never an
+    exception (``KeyboardInterrupt`` still stops the batch)."""
+    import time
+
+    from .api import enhance_file, jpeg_settings
+
+    start = time.perf_counter()
+    try:
+        for target in job.targets():
+            target.parent.mkdir(parents=True, exist_ok=True)
+        enhance_file(job.source, job.output, enhancer=enhancer, strength=settings.strength,
+                     quality=settings.quality, compare=job.compare, max_pixels=settings.max_pixels)
+    except Exception as exc:  # one bad file must not stop a library-sized batch
+        return Outcome.of(job, job.source, "failed", error=failure_reason(exc, job.source))
+    seconds = time.perf_counter() - start
+    quality = None
+    if job.output.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".webp"):
+        quality = jpeg_settings(job.source, job.output, settings.quality)[0]
+    return Outcome.of(job, job.source, "written", quality=quality, seconds=seconds)
+
+
+def failure_reason(exc: BaseException, src) -> str:
+    """An exception as the reason of a ``sice: failed: <src>: <reason>`` line (without repeating src)."""
+    reason = str(exc) if isinstance(exc, SiceError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SiceError) and reason.startswith(f"{src}: "):
+        reason = reason[len(str(src)) + 2:]
+    return reason

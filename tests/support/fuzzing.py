@@ -1,9 +1,13 @@
 """Fuzzing the two parsers that read untrusted files: the image loader and the caffemodel reader.
 
-Run for a set time and get a report::
+Test tooling, not part of the ``sice`` package (it needs Hypothesis, a test dependency). Run it
+from the repository root for a set time and get a report::
 
-    nice -n 10 python -m sice.fuzzing --target image --seconds 300 --crash-dir fuzz-crashes
-    nice -n 10 python -m sice.fuzzing --target caffe --seconds 300 --crash-dir fuzz-crashes
+    nice -n 10 python tests/support/fuzzing.py --target image --seconds 300 --crash-dir fuzz-crashes
+    nice -n 10 python tests/support/fuzzing.py --target caffe --seconds 300 --crash-dir fuzz-crashes
+
+``tests/test_fuzz_regressions.py`` imports it as ``support.fuzzing`` (pytest puts ``tests/`` on
+``sys.path``).
 
 The contract that is checked, for ANY bytes:
 
@@ -60,6 +64,11 @@ from pathlib import Path
 
 import numpy as np
 
+import sice
+
+#: Frames in this folder are the reader's own (a crash's signature names the deepest of them).
+_SICE_DIR = os.path.dirname(os.path.abspath(sice.__file__)) + os.sep
+
 #: Pixel limit the fuzzed reader runs with: small enough that a header claiming a huge size must
 #: be refused, large enough for every legitimate seed.
 FUZZ_MAX_PIXELS = 4_000_000
@@ -102,7 +111,7 @@ def image_seeds() -> dict[str, bytes]:
     """
     from PIL import Image
 
-    from .io import write_image
+    from sice.io import write_image
 
     def pil(img, fmt, **kw) -> bytes:
         buf = _io.BytesIO()
@@ -149,8 +158,12 @@ def _float_tiff(pixels: np.ndarray) -> bytes:
 
 
 # A protobuf *encoder*, written by hand because the seeds must be built without the test-only
-# protobuf descriptors; the reader under test (sice.models.caffe) is independent of it, and
+# protobuf descriptors; the reader under test (sice.models.caffe) is independent of it (the field
+# numbers below are caffe.proto's, written out here, not taken from the reader), and
 # tests/test_fuzz_regressions.py checks these seeds against the real protobuf library.
+#: LayerParameter (NetParameter.layer, field 100) and V1LayerParameter (NetParameter.layers, 2).
+_LAYER_FIELDS = {"name": 1, "type": 2, "bottom": 3, "top": 4, "blobs": 7}
+_V1_LAYER_FIELDS = {"name": 4, "type": 5, "bottom": 2, "top": 3, "blobs": 6}
 def _pb_varint(value: int) -> bytes:
     out = bytearray()
     value &= (1 << 64) - 1
@@ -186,10 +199,7 @@ def _pb_blob(array: np.ndarray, *, legacy: bool = False) -> bytes:
 
 def _pb_layer(name: str, type_: str, bottom: list[str], top: list[str], blobs: list[np.ndarray] = (),
               *, v1: bool = False, extra: bytes = b"") -> bytes:
-    from .models.caffe import _V1
-    from .models.caffe import _V2
-
-    keys = _V1 if v1 else _V2
+    keys = _V1_LAYER_FIELDS if v1 else _LAYER_FIELDS
     body = _pb_len(keys["name"], name.encode())
     if v1:
         v1_types = {"Convolution": 4, "ReLU": 18, "HDF5Data": 9, "Eltwise": 25}
@@ -229,11 +239,15 @@ def caffe_seeds() -> dict[str, bytes]:
 
 def _residual_net(poison: float | None = None) -> bytes:
     """The Model 1 graph with zero weights; ``poison`` replaces one weight (NaN, 1e30, ...)."""
-    from .models.caffe import _expected_layers
+    from sice.models import create_model
 
+    # the conv layers of Model 1 in order, with their shapes, read off the PyTorch module
+    state = create_model("sice2018-residual").state_dict()
+    convs = dict.fromkeys(key.rsplit(".", 1)[0] for key in state)
     full = [_pb_layer("data", "HDF5Data", [], ["data", "label"])]
     prev = "data"
-    for k, (name, (wshape, bshape)) in enumerate(_expected_layers("sice2018-residual").items()):
+    for k, name in enumerate(convs):
+        wshape, bshape = state[f"{name}.weight"].shape, state[f"{name}.bias"].shape
         weight = np.zeros(wshape, np.float32)
         if poison is not None and k == 3:
             weight.flat[5] = poison
@@ -612,8 +626,8 @@ def check_image(path: os.PathLike | str, max_pixels: int = FUZZ_MAX_PIXELS) -> s
         A bad message or an invalid :class:`ImageFile`; any other exception propagates (also a
         violation).
     """
-    from .errors import ImageReadError
-    from .io import FORMATS, read_image
+    from sice.errors import ImageReadError
+    from sice.io import FORMATS, read_image
 
     path = Path(path)
     try:
@@ -648,8 +662,8 @@ def check_caffe(path: os.PathLike | str, max_pixels: int = FUZZ_MAX_PIXELS) -> s
     :class:`Violation` for a bad message (other exceptions propagate: also violations).
     ``max_pixels`` is unused (same signature as :func:`check_image`).
     """
-    from .models import caffe
-    from .errors import ModelError
+    from sice.errors import ModelError
+    from sice.models import caffe
 
     path = Path(path)
     try:
@@ -662,7 +676,7 @@ def check_caffe(path: os.PathLike | str, max_pixels: int = FUZZ_MAX_PIXELS) -> s
     except ModelError as exc:
         _check_message(str(exc), path)
         return "rejected"
-    from .models.checkpoint import MAX_ABS_WEIGHT
+    from sice.models.checkpoint import MAX_ABS_WEIGHT
 
     for name, tensor in state.items():
         if not bool(tensor.isfinite().all()) or float(tensor.abs().max()) > MAX_ABS_WEIGHT:
@@ -766,7 +780,7 @@ def signature(exc: BaseException) -> str:
     """Where a violation happened, for de-duplication: type and the deepest sice frame (or the
     deepest frame)."""
     frames = traceback.extract_tb(exc.__traceback__)
-    ours = [f for f in frames if f"{os.sep}sice{os.sep}" in f.filename and not f.filename.endswith("fuzzing.py")]
+    ours = [f for f in frames if f.filename.startswith(_SICE_DIR)]
     where = (ours or frames or [None])[-1]
     place = f"{Path(where.filename).name}:{where.lineno}" if where else "?"
     if isinstance(exc, Violation):
@@ -1071,7 +1085,7 @@ def fuzz(target: str, seconds: float, crash_dir: os.PathLike | str | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sice.fuzzing", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python tests/support/fuzzing.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", choices=TARGETS, required=True)
     parser.add_argument("--seconds", type=float, default=60.0, help="campaign length (default 60)")
     parser.add_argument("--crash-dir", type=Path, default=Path("fuzz-crashes"),
