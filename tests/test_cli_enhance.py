@@ -110,6 +110,20 @@ def test_unknown_model_is_one_line(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "unknown model 'no-such-model'" in r.stderr
 
 
+def test_a_model_that_cannot_load_is_the_one_error_even_if_the_first_photo_is_broken(tmp_path):
+    # the model loads while the first photo is read: the model's error must still come alone,
+    # not after (or instead of) a per-file failure of that photo
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    _photo(tmp_path / "in" / "b.png")
+    (tmp_path / "bad.onnx").write_bytes(b"not an onnx graph")
+    (tmp_path / "bad.onnx.json").write_text('{"kind": "tone", "config": {"name": "tonegrid"}, "work_size": 768}')
+    r = run("enhance", tmp_path / "in", "-o", tmp_path / "o", "--model", tmp_path / "bad.onnx")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().count("\n") == 0 and "not a loadable ONNX model" in r.stderr, r.stderr
+    assert not (tmp_path / "o" / "b.png").exists()
+
+
 # --------------------------------------------------------------------------------------------
 # Issue 16: no photo lost to a name collision, bad entries do not abort the batch, names escaped
 # --------------------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ class _Run:
         return self.enhancer
 
     def batch(self, plan) -> None:
-        from ..enhancement.batch import collision_note, prepare_outputs, triage
+        from ..enhancement.batch import STDIO, collision_note, prepare_outputs, run_jobs, triage
 
         if not plan.jobs and not plan.failures:
             raise SiceError("no input images found")
@@ -193,15 +193,17 @@ class _Run:
         if not todo:
             return
         prepare_outputs(plan, todo)
-        self.load()
-        for job in _progress(todo, enabled=not (self.quiet or self.verbose)):
-            self.run_job(job)
+        if str(todo[0].output) == STDIO:  # -o -: the one photo goes to standard output
+            self.run_job(todo[0])
+            return
+        for outcome in run_jobs(_progress(todo, enabled=not (self.quiet or self.verbose)), self.load, self.settings):
+            self.outcome(outcome)
 
     def run_job(self, job) -> None:
         from ..enhancement.batch import Outcome, enhance_job, failure_reason
 
         if str(job.output) != "-":
-            self.outcome(enhance_job(job, self.load(), self.settings))
+            self.outcome(enhance_job(job, self.load, self.settings))
             return
         start = time.perf_counter()
         try:

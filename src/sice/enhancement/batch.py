@@ -24,7 +24,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import SiceError
 from ..io import EXTENSIONS, is_image_path, natural_key
@@ -471,22 +471,50 @@ def prepare_outputs(plan: Plan, jobs: list[Job]) -> None:
         remove_stale_parts(folder, names)
 
 
-def enhance_job(job: Job, enhancer, settings: Settings) -> Outcome:
-    """Enhance one planned job into its output file(s); a failure becomes the outcome, never an
-    exception (``KeyboardInterrupt`` still stops the batch)."""
+def run_jobs(jobs: Iterable[Job], load_enhancer: Callable[[], Any], settings: Settings) -> Iterator[Outcome]:
+    """One outcome per job, in order, each enhanced by the enhancer ``load_enhancer()`` returns.
+
+    The model loads on a second thread while the first photo is read: onnxruntime builds its
+    session and libjpeg decodes without holding the GIL, so on two cores a single photo pays
+    the longer of the two, not their sum. A model that cannot load stops the batch with its
+    own error, before any photo's outcome.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="sice-load") as pool:
+        loading = pool.submit(load_enhancer)
+        for job in jobs:
+            yield enhance_job(job, loading.result, settings)
+
+
+def enhance_job(job: Job, get_enhancer: Callable[[], Any], settings: Settings) -> Outcome:
+    """Enhance one planned job into its output file(s); a failure of the file becomes the
+    outcome, never an exception (``KeyboardInterrupt`` still stops the batch).
+
+    ``get_enhancer()`` is asked for the enhancer once the photo is read, outside that error
+    handling: a model that cannot load is the batch's error, not this file's.
+    """
     import time
 
-    from .api import enhance_file, jpeg_settings
+    from .api import jpeg_settings, read_source, write_enhanced
 
     start = time.perf_counter()
     try:
         for target in job.targets():
             target.parent.mkdir(parents=True, exist_ok=True)
-        enhance_file(job.source, job.output, enhancer=enhancer, strength=settings.strength,
-                     quality=settings.quality, compare=job.compare, max_pixels=settings.max_pixels)
+        image = read_source(job.source, job.output, compare=job.compare, max_pixels=settings.max_pixels)
     except Exception as exc:  # one bad file must not stop a library-sized batch
+        get_enhancer()
         return Outcome.of(job, job.source, "failed", error=failure_reason(exc, job.source))
-    seconds = time.perf_counter() - start
+    waited = time.perf_counter()
+    enhancer = get_enhancer()
+    waited = time.perf_counter() - waited  # the model's loading is not this file's time
+    try:
+        out = enhancer.enhance_pixels(image.pixels, strength=settings.strength)
+        write_enhanced(image, out, job.output, quality=settings.quality, compare=job.compare)
+    except Exception as exc:
+        return Outcome.of(job, job.source, "failed", error=failure_reason(exc, job.source))
+    seconds = time.perf_counter() - start - waited
     quality = None
     if job.output.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".webp"):
         quality = jpeg_settings(job.source, job.output, settings.quality)[0]
