@@ -141,7 +141,7 @@ TRAIN_SET = ['model.name="sice2018-residual"', "model.kwargs.width=8", "data.pat
 
 
 def _check_run_file(p: Path) -> None:
-    from sice.training.loop import read_training_checkpoint
+    from sice.training import read_training_checkpoint
 
     if p.suffix == ".pt":
         payload = read_training_checkpoint(p)  # raises ModelError on a corrupt file
@@ -158,7 +158,7 @@ def _check_run_file(p: Path) -> None:
 
 
 def _step_of(path: Path) -> int:
-    from sice.training.loop import read_training_checkpoint
+    from sice.training import read_training_checkpoint
 
     return int(read_training_checkpoint(path)["step"])
 
@@ -200,6 +200,9 @@ def test_resume_clears_temp_files_of_a_killed_save(tmp_path):
     data = make_training_dataset(tmp_path / "data", n=6)
     run = tmp_path / "run"
     train(data, run, load_config(None, TINY + ["run.steps=4"]), progress=False, stop_after=2)
-    (run / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")  # what a SIGKILL during torch.save leaves
+    # what a SIGKILL during a save leaves: sice.files' temp name, in the run and in its aux cache
+    (run / ".last.pt.k1ll3d.part").write_bytes(b"half a checkpoint")
+    (run / "aux_cache").mkdir()
+    (run / "aux_cache" / ".0123abcd.npy.k1ll3d.part").write_bytes(b"half an array")
     train(data, run, load_config(run / "config.toml"), progress=False, resume=True)
-    assert not list(run.glob(".*"))
+    assert not list(run.rglob(".*"))

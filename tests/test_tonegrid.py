@@ -241,7 +241,7 @@ def test_enhancer_and_onnx_export_agree(tmp_path):
 
 
 def test_lost_detail_weight_marks_clipped_and_black_inputs():
-    from sice.training.loop import lost_detail_weight
+    from sice.training.objective import lost_detail_weight
 
     x = torch.full((1, 3, 2, 3), 0.5)
     x[..., 0, 0] = 1.0  # clipped in every channel
@@ -254,7 +254,7 @@ def test_lost_detail_weight_marks_clipped_and_black_inputs():
 
 
 def test_highlight_rolloff_target_blends_towards_the_labels_gamma_near_white():
-    from sice.training.loop import highlight_rolloff_target
+    from sice.training.objective import highlight_rolloff_target
 
     x = torch.tensor([0.5, 0.5, 0.9, 1.0]).view(1, 1, 2, 2).repeat(1, 3, 1, 1)
     x[0, 2, 0, 0] = 0.3  # a coloured pixel: its brightest channel decides, and its luma changes

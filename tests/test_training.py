@@ -18,7 +18,7 @@ from sice.models import create_model, load_checkpoint, save_checkpoint
 from sice.training import load_config, train
 from sice.training.config import TrainConfig, dumps_toml
 from sice.training.data import Pair, PairDataset, _to_cache, load_pairs
-from sice.training.loop import lr_factor, psnr, ssim
+from sice.training.schedule import lr_factor
 
 from support.helpers import TINY, TRAINING_GAINS, make_training_dataset, synthetic_scene
 
@@ -141,6 +141,23 @@ def test_full_mode_crops_a_batch_to_common_size_and_multiple():
         assert ds.batch([0, 1], epoch=epoch)["rgb"].shape == (2, 3, 16, 24)
 
 
+def test_resize_for_training_area_down_bicubic_up_clipped():
+    from sice.training.data import resize_for_training
+
+    rng = np.random.default_rng(3)
+    img = rng.random((8, 12, 3)).astype(np.float32)
+    assert resize_for_training(img) is img
+    half = resize_for_training(img, scale=0.5)  # area averaging: the mean of each 2x2 block
+    np.testing.assert_allclose(half, img.reshape(4, 2, 6, 2, 3).mean(axis=(1, 3)), atol=1e-6)
+    np.testing.assert_allclose(resize_for_training(img, long_side=6), half, atol=0)
+    assert resize_for_training(img, scale=1.0, max_side=6).shape == (4, 6, 3)  # capped on the long side
+    step = np.zeros((8, 8, 3), np.float32)
+    step[:, 4:] = 1.0  # a hard edge: bicubic overshoots it on both sides, the result is clipped
+    up = resize_for_training(step, scale=2.5)
+    assert up.shape == (20, 20, 3) and up.min() == 0.0 and up.max() == 1.0
+    assert 0 < up[0, 9, 0] < 1  # interpolated across the edge, not nearest
+
+
 def test_bad_scenes_are_reported_and_left_out(tmp_path):
     root = make_training_dataset(tmp_path / "d", n=4)
     (root / "Label" / "002.png").unlink()                                # missing label
@@ -174,18 +191,34 @@ def test_nothing_usable_is_a_clear_error(tmp_path):
 
 
 # --- metrics ------------------------------------------------------------------------------------
-def test_validation_metrics_match_references():
+def test_validation_scores_are_those_of_sice_eval():
+    """Validation reports PSNR and SSIM as ``sice eval`` does (scikit-image's SSIM settings),
+    not OpenCV's SSIM, which differed by up to 0.02."""
     from skimage.metrics import structural_similarity
 
-    rng = np.random.default_rng(1)
-    a = synthetic_scene(40, 40)
-    b = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1).astype(np.float32)
-    mse = np.mean((a.astype(np.float64) - b) ** 2)
-    assert psnr(a, b) == pytest.approx(10 * math.log10(1 / mse), rel=1e-9)
-    ref = structural_similarity(a, b, channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                use_sample_covariance=False)
-    assert ssim(a, b) == pytest.approx(ref, abs=0.02)  # borders are handled differently
-    assert ssim(a, a) == pytest.approx(1.0, abs=1e-6)
+    from sice.training.validation import input_scores, validate
+
+    torch.manual_seed(0)
+    model = create_model("sice2018-residual", width=8)
+    pairs = [_pair(24, 20, aux=False), _pair(16, 28, aux=False)]
+    scores = validate(model, pairs, torch.device("cpu"))
+    psnrs, ssims = [], []
+    for p in pairs:
+        rgb, label = p.rgb.astype(np.float32) / 65535, p.label.astype(np.float32) / 65535
+        with torch.no_grad():
+            out = model(torch.from_numpy(rgb).permute(2, 0, 1)[None]).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+        psnrs.append(10 * math.log10(1 / np.mean((out.astype(np.float64) - label) ** 2)))
+        ssims.append(structural_similarity(out.astype(np.float64), label.astype(np.float64), channel_axis=2,
+                                           data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                           use_sample_covariance=False))
+    assert scores["images"] == 2
+    assert scores["psnr"] == pytest.approx(np.mean(psnrs), abs=1e-6)
+    assert scores["ssim"] == pytest.approx(np.mean(ssims), abs=1e-6)
+    ident = input_scores(pairs[:1])  # the input itself against its label (2 x input)
+    rgb, label = pairs[0].rgb.astype(np.float64) / 65535, pairs[0].label.astype(np.float64) / 65535
+    assert ident["ssim"] == pytest.approx(structural_similarity(
+        rgb, label, channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False), abs=1e-6)
 
 
 # --- runs ---------------------------------------------------------------------------------------

@@ -30,8 +30,10 @@ def test_run_files_are_0644_under_umask_022_and_resume_clears_killed_saves(tmp_p
     for name in (".last.pt.k1ll3d.part", ".config.toml.x9y8z7.part", ".curves.png.q1w2e3.part",
                  ".train_log.csv.zz.part", ".notes.txt"):
         (run / name).write_bytes(b"half a file")
+    entry = next((run / "aux_cache").glob("*.npy"))
+    (run / "aux_cache" / f".{entry.name}.k1ll3d.part").write_bytes(b"half an array")
     train(data, run, load_config(run / "config.toml"), progress=False, resume=True)
-    assert [p.name for p in run.glob(".*")] == [".notes.txt"]
+    assert [p.relative_to(run).as_posix() for p in run.rglob(".*")] == [".notes.txt"]
     (run / ".notes.txt").unlink()
     files = [p for p in run.rglob("*") if p.is_file()]
     assert {"last.pt", "best.pt", "config.toml", "problems.txt", "train_log.csv", "val_log.csv",
@@ -56,3 +58,27 @@ def test_log_gives_the_mean_error_per_pixel_beside_the_summed_loss(tmp_path):
         error = float(r["mean_abs_error"])
         assert 0 < error < 1
         assert float(r["loss"]) == pytest.approx(error * values_per_sample, rel=1e-4)
+
+
+def test_a_log_row_that_cannot_be_written_leaves_the_log_whole(tmp_path, monkeypatch):
+    """Logs are rewritten whole through sice.files with each row: a failed write (here fsync,
+    as on a full disk) raises naming the log and leaves the previous complete file, no temp."""
+    import errno
+
+    import sice.files
+    from sice.errors import ImageWriteError
+    from sice.training.logs import TRAIN_FIELDS, CsvLog
+
+    log = CsvLog(tmp_path / "train_log.csv", TRAIN_FIELDS)
+    log.append({"step": 2, "epoch": 0, "lr": 0.001, "loss": 1.5})
+    before = (tmp_path / "train_log.csv").read_bytes()
+
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sice.files.os, "fsync", full)
+    with pytest.raises(ImageWriteError, match=r"train_log\.csv: cannot write: No space left on device"):
+        log.append({"step": 4, "epoch": 0, "lr": 0.001, "loss": 1.25})
+    assert (tmp_path / "train_log.csv").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["train_log.csv"]
+    assert list(csv.reader(before.decode().splitlines())) == [list(TRAIN_FIELDS), ["2", "0", "0.001", "1.5", "", "", ""]]

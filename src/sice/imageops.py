@@ -73,3 +73,19 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     """Rec. 601 luma of float RGB (H, W, 3) -> (H, W) float32."""
     rgb = np.asarray(rgb, dtype=np.float32)
     return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def rescale(image: np.ndarray, scale: float) -> np.ndarray:
+    """Resize (H, W[, C]) float32 by ``scale``: area averaging when shrinking (no aliasing),
+    bicubic when enlarging; each side becomes ``max(1, round(side * scale))``. ``scale == 1``
+    returns ``image`` itself. Bicubic may overshoot the input's range: clip if it matters.
+    """
+    import cv2
+
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    if scale == 1.0:
+        return image
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)

@@ -1,9 +1,10 @@
-"""Training networks on SICE-layout data (``sice train``): config, patches, loop, DDP, curves.
+"""Training networks on SICE-layout data (``sice train``): config, patches, the trainer, DDP, logs.
 
 ``train(dataset, run_dir, cfg)`` is the one entry point; :func:`load_config` builds ``cfg`` from
 defaults, a TOML file and ``section.key=value`` overrides. See docs/training.md.
 """
 from .config import TrainConfig, load_config
-from .loop import TrainResult, read_training_checkpoint, train
+from .checkpoints import read_training_checkpoint
+from .trainer import TrainResult, Trainer, train
 
-__all__ = ["TrainConfig", "TrainResult", "load_config", "read_training_checkpoint", "train"]
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "load_config", "read_training_checkpoint", "train"]

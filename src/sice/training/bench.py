@@ -46,7 +46,7 @@ def bench_training(models: list[str] | None = None, *, patch: int = 128, batch: 
     """
     from .losses import build_loss
     from ..models import create_model, list_models
-    from .loop import forward
+    from .objective import forward
 
     if patch < 4 or batch < 1 or steps < 1:
         raise ValueError(f"need patch >= 4, batch >= 1, steps >= 1; got {patch}, {batch}, {steps}")

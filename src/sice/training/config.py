@@ -82,7 +82,7 @@ class DataSection:
     lost_weight: float = 1.0
     #: Where the input's brightest channel is above this (0: off), the training target is
     #: blended from the label towards a gamma of the input, fully at white
-    #: (``training.loop.highlight_rolloff_target``): a smooth roll-off into what the input clipped.
+    #: (``training.objective.highlight_rolloff_target``): a smooth roll-off into what the input clipped.
     rolloff_from: float = 0.0
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from ..dataset.layout import Scene
 from ..dataset.layout import select_frames
 from ..errors import SiceError
+from ..imageops import rescale
 from ..stack.exposure import linear_to_srgb
 from ..stack.exposure import srgb_to_linear
 
@@ -69,10 +70,8 @@ def resize_for_training(rgb: np.ndarray, *, scale: float = 1.0, long_side: int =
     then, if ``max_side`` > 0, shrink further so that the long side is at most ``max_side``.
 
     Area interpolation when shrinking (no aliasing), bicubic when enlarging (full mode on small
-    images); the result is clipped to [0, 1].
+    images), see :func:`sice.imageops.rescale`; the result is clipped to [0, 1].
     """
-    import cv2
-
     h, w = rgb.shape[:2]
     if long_side > 0:
         scale = long_side / max(h, w)
@@ -80,9 +79,7 @@ def resize_for_training(rgb: np.ndarray, *, scale: float = 1.0, long_side: int =
         scale = min(scale, max_side / max(h, w))
     if scale == 1.0:
         return rgb
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    return np.clip(cv2.resize(rgb, size, interpolation=interp), 0, 1)
+    return np.clip(rescale(rgb, scale), 0, 1)
 
 
 def _to_cache(rgb: np.ndarray) -> np.ndarray:
