@@ -9,7 +9,9 @@ Decoders: libjpeg-turbo through simplejpeg for JPEG (strict: data that ends earl
 not grey rows), Pillow for the other 8-bit files (PNG, BMP, WebP, 8-bit TIFF) and for headers and
 metadata, OpenCV for 16-bit PNG (Pillow reduces 16-bit colour PNG to 8 bits), tifffile for 16-bit
 and float TIFF. Every file is read through one handle with a byte budget set by its declared
-size (see :func:`read_image`).
+size (see :func:`read_image`). Encoders: OpenCV's libjpeg-turbo for 8-bit RGB JPEG (the file
+Pillow writes, metadata segments added here), Pillow for the other 8-bit files, sice's own PNG
+writer for 16-bit PNG, tifffile for 16-bit and float TIFF.
 """
 from __future__ import annotations
 
