@@ -37,7 +37,7 @@ from sice.dataset.layout import read_sice_layout, split_scenes
 from sice.evaluation.baselines import auto_gamma
 from sice.evaluation.metrics import psnr
 from sice.evaluation.protocols import items_for
-from sice.stack.exposure import linear_to_srgb, srgb_to_linear
+from sice.imageops import linear_to_srgb, srgb_to_linear
 from sice.imageops import luminance
 from sice.io import read_rgb
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from sice.evaluation.report import caption, join_grid, tile
 from sice.evaluation.runner import resolve_method
-from sice.stack.exposure import linear_to_srgb
+from sice.imageops import linear_to_srgb
 from sice.io import write_image
 
 HEIGHT = 200  # rows of each tile in the figure

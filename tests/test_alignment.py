@@ -9,7 +9,7 @@ import pytest
 
 from sice.stack.alignment import (align_frames, assess, estimate_shifts, ghost_score, intensity_mapping,
                             shift_image)
-from sice.stack.exposure import linear_to_srgb
+from sice.imageops import linear_to_srgb
 
 TRUE_SHIFTS = [(0, 0), (3, -2), (-5, 4)]  # content displacement of each frame (dx, dy)
 EVS = (-1.0, 0.0, 1.0)

@@ -45,7 +45,7 @@ def dying(frames, times):
     return mean_fusion(frames, times)
 
 
-def closeness_to_grey(frames, fused):
+def closeness_to_grey(fused, frames):
     """A known score: higher when the mean brightness is nearer 0.5 (mean_fusion wins over
     middle_frame only when its mean is nearer 0.5)."""
     return 1.0 - abs(float(np.mean(fused)) - 0.5)

@@ -7,6 +7,7 @@ import torch
 
 from sice.enhancement import Enhancer, apply_log2_gain, tiled_apply
 from sice.models import create_model
+from sice.tensorops import image_to_tensor, tensor_to_image
 from sice.weights import DEFAULT_MODEL
 
 
@@ -29,7 +30,7 @@ def test_tiled_apply_matches_untiled_for_a_conv_net():
 
     def fn(block):
         with torch.no_grad():
-            return net(torch.from_numpy(block.transpose(2, 0, 1).copy())[None])[0].numpy().transpose(1, 2, 0)
+            return tensor_to_image(net(image_to_tensor(block)))
 
     whole = fn(img)
     tiled = tiled_apply(img, fn, tile=16, overlap=5, out_channels=3)

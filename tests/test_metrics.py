@@ -183,6 +183,7 @@ def test_compute_metrics_reports_what_it_cannot_compute():
         s = M.compute_metrics(o, ["fsim", "fsimc"], reference=ref, memo=memo)
         assert (s["fsim"], s["fsimc"]) == M.feature_similarity(o, ref)
     assert "fsim" in memo
+    assert list(memo["fsim-filters"]) == [(32, 40)]  # one filter bank for the one (downsampled) size
     other = synthetic_scene(32, 40, seed=9)  # a new reference invalidates the memo
     s = M.compute_metrics(out, ["fsim", "ssim"], reference=other, memo=memo)
     assert s["fsim"] == M.fsim(out, other) and s["ssim"] == pytest.approx(M.ssim(out, other), abs=1e-12)
@@ -190,7 +191,44 @@ def test_compute_metrics_reports_what_it_cannot_compute():
         M.compute_metrics(out, ["nope"], reference=ref)
 
 
+def test_phase_congruency_with_kept_filter_banks_is_unchanged():
+    x = synthetic_scene(40, 48, seed=3) @ [0.299, 0.587, 0.114]
+    banks: dict = {}
+    first = M.phase_congruency(x, filter_banks=banks)
+    held = banks[40, 48]
+    np.testing.assert_array_equal(M.phase_congruency(x, filter_banks=banks), first)
+    assert banks[40, 48] is held and len(banks) == 1
+    np.testing.assert_array_equal(M.phase_congruency(x), first)
+
+
 def test_mef_ssim_of_a_stack_of_copies_is_one():
-    pytest.importorskip("sice.dataset.scoring", reason="sice.dataset.scoring (MEF-SSIM) is not in this build yet")
     img = synthetic_scene(48, 64, seed=9)
     assert M.mef_ssim(img, [img, img, img]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_mef_ssim_is_the_dataset_scoring_one_with_the_image_first():
+    from sice.dataset import scoring
+
+    frames = [np.clip(synthetic_scene(48, 64, seed=9) * g, 0, 1) for g in (0.5, 1.0, 1.6)]
+    out = np.mean(frames, axis=0)
+    # the fused image first in both modules; swapped arguments fail on a list of frames
+    assert M.mef_ssim(out, frames) == scoring.mef_ssim(out, frames) == scoring.MefSsimReference(frames).score(out)
+    with pytest.raises(ValueError):
+        M.mef_ssim(frames, out)
+
+
+def test_compute_metrics_keeps_the_stack_side_of_mef_ssim_per_frames_object():
+    from sice.dataset import scoring
+
+    frames = [np.clip(synthetic_scene(48, 64, seed=9) * g, 0, 1) for g in (0.5, 1.0, 1.6)]
+    others = [np.clip(synthetic_scene(48, 64, seed=4) * g, 0, 1) for g in (0.5, 1.0, 1.6)]
+    out_a, out_b = np.mean(frames, axis=0), frames[1]
+    memo: dict = {}
+    a = M.compute_metrics(out_a, ["mef-ssim"], frames=frames, memo=memo)["mef-ssim"]
+    held = memo["mef-ssim"]
+    b = M.compute_metrics(out_b, ["mef-ssim"], frames=frames, memo=memo)["mef-ssim"]
+    assert memo["mef-ssim"] is held  # the second method reused the stack's part
+    assert (a, b) == (scoring.mef_ssim(out_a, frames), scoring.mef_ssim(out_b, frames))
+    # another stack with the same memo (no reference changed): scored against that stack
+    c = M.compute_metrics(out_a, ["mef-ssim"], frames=others, memo=memo)["mef-ssim"]
+    assert c == scoring.mef_ssim(out_a, others) and memo["mef-ssim"] is not held

@@ -10,6 +10,7 @@ from sice.enhancement import Enhancer, tiled_apply
 from sice.models import count_parameters, create_model, list_models, model_config
 from sice.models._bilateral import apply_affine, bilateral_slice
 from sice.models.can import CAN, dilations, receptive_radius
+from sice.tensorops import image_to_tensor, tensor_to_image
 
 
 @pytest.fixture(autouse=True)
@@ -283,10 +284,9 @@ def test_hdrnet_photo_path_equals_full_resolution_slicing_up_to_its_work_size():
 
     model = _trained_looking_hdrnet()
     img = np.random.default_rng(4).uniform(0.1, 0.9, (120, 150, 3)).astype(np.float32)
-    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
     with torch.no_grad():
-        thumb = as_t(gain_inputs(img, model.work_size)[0])
-        ref = model._sliced_affine(model.coefficients(thumb), as_t(img)).clamp(0, 1)[0].numpy().transpose(1, 2, 0)
+        thumb = image_to_tensor(gain_inputs(img, model.work_size)[0])
+        ref = tensor_to_image(model._sliced_affine(model.coefficients(thumb), image_to_tensor(img)).clamp(0, 1))
     got = Enhancer(model, backend="torch").enhance_rgb(img)
     assert np.abs(ref - img).mean() > 0.02  # the model changes the image: the test can fail
     bound = 1e-3 * np.abs(img - ref) / img + img / 256 * (ref == 0) + 1e-5
@@ -298,8 +298,8 @@ def test_hdrnet_photo_path_equals_full_resolution_slicing_up_to_its_work_size():
     smooth = cv2.resize(np.random.default_rng(6).uniform(0.1, 0.9, (6, 8, 3)).astype(np.float32), (150, 120),
                         interpolation=cv2.INTER_CUBIC).clip(0, 1)
     with torch.no_grad():
-        thumb = as_t(gain_inputs(smooth, model.work_size)[0])
-        ref = model._sliced_affine(model.coefficients(thumb), as_t(smooth)).clamp(0, 1)[0].numpy().transpose(1, 2, 0)
+        thumb = image_to_tensor(gain_inputs(smooth, model.work_size)[0])
+        ref = tensor_to_image(model._sliced_affine(model.coefficients(thumb), image_to_tensor(smooth)).clamp(0, 1))
     model.work_size = 64
     far = Enhancer(model, backend="torch").enhance_rgb(smooth)
     assert 1e-4 < np.abs(far - ref).mean() < 0.01

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sice.stack.exposure import srgb_to_linear
+from sice.imageops import srgb_to_linear
 from sice.dataset.rendering import expose, horizon_views, render_set
 
 

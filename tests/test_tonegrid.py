@@ -11,7 +11,8 @@ import torch
 from sice.enhancement import Enhancer, apply_tone, gain_inputs
 from sice.models import create_model
 from sice.models.tonegrid import (BASE_RADIUS, MAX_CHROMA, SHOULDER_SLOPE, TOE_SLOPE, base_luma,
-                                  knot_positions, luma)
+                                  knot_positions)
+from sice.tensorops import image_to_tensor, luminance, tensor_to_image
 
 
 def _random_model(seed: int = 0, scale: float = 1.0):
@@ -73,7 +74,7 @@ def test_output_luma_is_monotone_in_input_luma_at_every_pixel(seed):
     thumb = torch.rand(1, 3, 256, 256)
     levels = torch.linspace(0, 1, 129)
     with torch.no_grad():
-        outs = torch.stack([luma(model._enhance(thumb, torch.full((1, 3, 24, 24), float(v))))[0, 0]
+        outs = torch.stack([luminance(model._enhance(thumb, torch.full((1, 3, 24, 24), float(v))))[0, 0]
                             for v in levels])
     assert torch.all(outs[1:] - outs[:-1] >= -1e-5)
 
@@ -93,7 +94,7 @@ def _extreme_curve(signs: np.ndarray) -> torch.nn.Module:
 def _grey_out(model, level: float) -> float:
     x = torch.full((1, 3, 8, 8), level)
     with torch.no_grad():
-        return float(luma(model(x)).mean())
+        return float(luminance(model(x)).mean())
 
 
 def test_the_toe_keeps_black_near_black_under_the_strongest_lift():
@@ -158,7 +159,7 @@ def test_noise_next_to_a_clipped_sky_is_not_amplified_into_speckles():
     band = (0.96 + 0.006 * torch.randn(1, 1, 32, 64)).clamp(0, 1)  # JPEG-like noise below white
     x[..., 32:, :] = band
     with torch.no_grad():
-        y = luma(model(x))
+        y = luminance(model(x))
     assert _grey_out(model, 0.96) < 0.81  # the band is darkened a lot, with a slope of 5 there ...
     inner = (slice(None), slice(None), slice(32 + 4, None), slice(4, -4))
     # ... which, read per pixel, would multiply its noise by 5; through the base, 1.2
@@ -191,18 +192,17 @@ def test_apply_tone_is_the_models_output_at_the_working_resolution():
     rng = np.random.default_rng(0)
     x = (rng.random((120, 90, 3)) ** 2).astype(np.float32)
     thumb, work = gain_inputs(x, 1024)
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
     with torch.no_grad():
-        expected = model._enhance(t(thumb), t(x))[0].numpy().transpose(1, 2, 0)
-        g, s = (f[0, 0].numpy() for f in model.tone_fields(t(thumb), t(work)))
+        expected = tensor_to_image(model._enhance(image_to_tensor(thumb), image_to_tensor(x)))
+        g, s = (f[0, 0].numpy() for f in model.tone_fields(image_to_tensor(thumb), image_to_tensor(work)))
     assert np.abs(apply_tone(x, g, s) - expected).max() < 1e-5
     # the same in uint8 and uint16: rounding only
     for dtype, scale in ((np.uint8, 255), (np.uint16, 65535)):
         xi = np.round(x * scale).astype(dtype)
         xq = xi.astype(np.float32) / scale
         with torch.no_grad():
-            ref = model._enhance(t(thumb), t(xq))[0].numpy().transpose(1, 2, 0)
-            g, s = (f[0, 0].numpy() for f in model.tone_fields(t(thumb), t(xq)))
+            ref = tensor_to_image(model._enhance(image_to_tensor(thumb), image_to_tensor(xq)))
+            g, s = (f[0, 0].numpy() for f in model.tone_fields(image_to_tensor(thumb), image_to_tensor(xq)))
         out = apply_tone(xi, g, s)
         assert out.dtype == dtype
         assert np.abs(out.astype(np.float64) / scale - ref).max() <= 0.5 / scale + 2e-5
@@ -279,9 +279,8 @@ def test_strength_is_a_power_of_both_gains_and_zero_is_the_input():
     enhancer = Enhancer(model)
     assert np.array_equal(enhancer.enhance_pixels(x, strength=0.0), x)
     thumb, work = gain_inputs(x, 1024)
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
     with torch.no_grad():
-        g, s = (f[0, 0].numpy() for f in model.tone_fields(t(thumb), t(work)))
+        g, s = (f[0, 0].numpy() for f in model.tone_fields(image_to_tensor(thumb), image_to_tensor(work)))
     half = apply_tone(x, np.sqrt(g), np.sqrt(s))  # half the change in stops
     assert np.abs(enhancer.enhance_pixels(x, strength=0.5).astype(int) - half.astype(int)).max() <= 1
     with pytest.raises(ValueError, match="strength"):
@@ -301,9 +300,9 @@ def test_an_ensemble_is_the_mean_of_its_members_fields_and_exports(tmp_path):
         (ga, sa), (gb, sb) = a.tone_fields(thumb, x), b.tone_fields(thumb, x)
         g, s = ensemble.tone_fields(thumb, x)
         # the mean of the members' outputs, before clipping, is one model with the mean gains
-        mean_out = ((sa * x + (ga - sa) * luma(x)) + (sb * x + (gb - sb) * luma(x))) / 2
+        mean_out = ((sa * x + (ga - sa) * luminance(x)) + (sb * x + (gb - sb) * luminance(x))) / 2
     assert torch.allclose(g, (ga + gb) / 2) and torch.allclose(s, (sa + sb) / 2)
-    assert torch.allclose(s * x + (g - s) * luma(x), mean_out, atol=1e-6)
+    assert torch.allclose(s * x + (g - s) * luminance(x), mean_out, atol=1e-6)
     img = (np.random.default_rng(4).random((60, 80, 3)) * 255).astype(np.uint8)
     path = export_onnx(ensemble, tmp_path / "ens.onnx")
     assert np.abs(Enhancer(path).enhance_pixels(img).astype(int) - Enhancer(ensemble).enhance_pixels(img).astype(int)).max() <= 1

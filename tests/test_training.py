@@ -115,7 +115,7 @@ def test_colour_augment_permutes_frame_and_label_alike():
 
 
 def test_exposure_jitter_re_exposes_the_frame_in_linear_light_only():
-    from sice.stack.exposure import srgb_to_linear
+    from sice.imageops import srgb_to_linear
     kw = dict(patch_size=8, patches_per_image=8, augment=False, seed=2)
     plain = PairDataset([_pair(aux=False)], **kw).batch(list(range(8)), epoch=0)
     jit = PairDataset([_pair(aux=False)], exposure_jitter=0.5, **kw).batch(list(range(8)), epoch=0)

@@ -1,7 +1,10 @@
-"""Array conversions shared by every stage: dtype <-> float [0, 1], channel layouts.
+"""The floor of NumPy image operations shared by every stage: dtype <-> float [0, 1], channel
+layouts, Rec. 601 luma, the sRGB transfer functions and area resizing to a long side.
 
 Follows scikit-image's convention: integers map to [0, 1] by their full range; float input
-keeps its values (float32 out).
+keeps its values (float32 out). NumPy only (OpenCV imported inside the one function that needs
+it): the ONNX-only path imports this module and must not pay for torch. The torch twins of
+these helpers (tensor layouts, luma of (B, 3, H, W) tensors) are in :mod:`sice.tensorops`.
 """
 from __future__ import annotations
 
@@ -69,10 +72,64 @@ def split_alpha(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return a, None
 
 
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma of float RGB (H, W, 3) -> (H, W) float32."""
-    rgb = np.asarray(rgb, dtype=np.float32)
-    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+#: Rec. 601 luma weights (R, G, B), as MATLAB's rgb2gray and OpenCV's cvtColor use: the one
+#: definition of luma in sice (NumPy here, torch in :func:`sice.tensorops.luminance`).
+REC601 = (0.299, 0.587, 0.114)
+
+
+def luminance(rgb: np.ndarray, *, dtype=np.float32) -> np.ndarray:
+    """Rec. 601 luma of float RGB.
+
+    Parameters
+    ----------
+    rgb : (..., 3) ndarray
+        Gamma-encoded RGB (the weights apply to encoded values: this is luma, Y').
+    dtype : float dtype
+        Precision of the product (float32 by default; float64 where a metric needs it).
+
+    Returns
+    -------
+    (...) ndarray of ``dtype``
+    """
+    return np.asarray(rgb, dtype=dtype) @ np.array(REC601, dtype=dtype)
+
+
+def srgb_to_linear(values: np.ndarray) -> np.ndarray:
+    """Inverse sRGB transfer function (IEC 61966-2-1), [0, 1] -> [0, 1] linear, float32."""
+    v = np.asarray(values, dtype=np.float32)
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(values: np.ndarray) -> np.ndarray:
+    """sRGB transfer function (IEC 61966-2-1), linear [0, 1] -> encoded [0, 1], float32.
+
+    Linear values outside [0, 1] are clipped first.
+    """
+    v = np.clip(np.asarray(values, dtype=np.float32), 0, 1)
+    return np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+def resize_long_side(image: np.ndarray, size: int) -> np.ndarray:
+    """Area-downscale (OpenCV ``INTER_AREA``) so that the long side is at most ``size``.
+
+    Parameters
+    ----------
+    image : (H, W[, C]) ndarray
+        Any dtype OpenCV resizes (uint8, uint16, float32, float64).
+    size : int
+        Largest long side of the result; the short side is scaled by the same factor and
+        rounded (at least 1 pixel).
+
+    Returns
+    -------
+    ndarray
+        ``image`` itself when its long side is already at most ``size`` (never upscales),
+        otherwise a new array of the same dtype.
+    """
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    scale = size / max(image.shape[:2])
+    return image if scale >= 1 else rescale(np.ascontiguousarray(image), scale)
 
 
 def rescale(image: np.ndarray, scale: float) -> np.ndarray:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .imageops import from_float32, linear_to_srgb
+
 
 def render_sample(height: int = 800, width: int = 1200, *, ev: float = -3.5, seed: int = 7) -> np.ndarray:
     """The sample scene as uint8 (H, W, 3) RGB, exposed ``ev`` stops from a good exposure."""
@@ -36,8 +38,7 @@ def render_sample(height: int = 800, width: int = 1200, *, ev: float = -3.5, see
     img[door] = (0.2, 0.12, 0.06)
     exposed = img * (2.0 ** ev)
     exposed += rng.normal(0, 0.004, exposed.shape)
-    srgb = np.where(exposed <= 0.0031308, 12.92 * exposed, 1.055 * np.clip(exposed, 0, None) ** (1 / 2.4) - 0.055)
-    return np.clip(srgb * 255 + 0.5, 0, 255).astype(np.uint8)
+    return from_float32(linear_to_srgb(exposed), np.uint8)
 
 
 def sample_path() -> Path:

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from sice.tensorops import image_to_tensor, tensor_to_image
+
 #: Down-scaling the released demos apply before the network.
 DEMO_SCALE = {"sice2018-residual": 1 / 3, "sice2018": 3 / 5, "sice2018-perpixel": 3 / 5}
 #: The demos crop height and width to this multiple (Model 3's space-to-depth needs it).
@@ -66,7 +68,8 @@ def run_model(model: nn.Module, rgb: np.ndarray, *, aux: np.ndarray | None = Non
     get ``aux`` (2, H, W) when given, else :func:`sice.decomposition.aux_tensor` of ``rgb``
     with ``aux_method``.
     """
-    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    # channels_last: a view of the array, as the demos' forward pass was always run
+    x = image_to_tensor(np.asarray(rgb, dtype=np.float32), memory_format=torch.channels_last)
     args = (x,)
     if model.sice_config.aux == "luminance_detail":
         if aux is None:
@@ -75,7 +78,7 @@ def run_model(model: nn.Module, rgb: np.ndarray, *, aux: np.ndarray | None = Non
             aux = aux_tensor(rgb, aux_method)
         args = (x, torch.from_numpy(np.ascontiguousarray(aux, dtype=np.float32))[None])
     with torch.no_grad():
-        return model(*args)[0].permute(1, 2, 0).numpy()
+        return tensor_to_image(model(*args))
 
 
 @dataclasses.dataclass

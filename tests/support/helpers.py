@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sice.imageops import linear_to_srgb, srgb_to_linear
 from sice.io import write_image
-from sice.stack.exposure import linear_to_srgb, srgb_to_linear
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("SICE_SHARED_DATA", REPO.parent / "shared" / "data"))

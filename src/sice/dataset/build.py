@@ -83,8 +83,8 @@ class BuildOptions:
         Format of the copied frames; None keeps each frame's JPEG/PNG format (other formats
         become PNG).
     score : callable or None
-        ``score(frames, fused) -> float``, higher is better; None means
-        :func:`sice.dataset.scoring.mef_ssim`.
+        ``score(fused, frames) -> float``, higher is better; None means MEF-SSIM
+        (:func:`sice.dataset.scoring.mef_ssim`, with the stack's part computed once per scene).
     statistics : callable or None
         ``statistics(image) -> dict``; None means :func:`sice.dataset.scoring.image_statistics`.
     finish : {"photo", "none"}
@@ -282,7 +282,7 @@ def build_scene(source: SceneSource, dataset: os.PathLike | str, options: BuildO
         align_info = {"aligned": True, "method": "mtb+ecc" if options.ecc else "mtb",
                       "reference": result.reference + 1, "ecc_converged": result.refined, **quality}
 
-    score_fn, stats_fn = _scorers(options)
+    score_fn, stats_fn = _scorers(options, frames)
     candidates_dir = dataset / CANDIDATE_DIR / source.name
     candidates_dir.mkdir(parents=True, exist_ok=True)
     generators: dict = {}
@@ -345,7 +345,7 @@ def extend_scene(entry: dict, dataset: os.PathLike | str, options: BuildOptions)
     if entry.get("alignment", {}).get("aligned"):
         frames = [shift_image(f, *fe["shift"]) for f, fe in zip(frames, entry["frames"])]
     times = np.array([f["exposure_time"] for f in entry["frames"]], dtype=np.float64)
-    score_fn, stats_fn = _scorers(options)
+    score_fn, stats_fn = _scorers(options, frames)
     candidates_dir = dataset / CANDIDATE_DIR / entry["scene"]
     candidates_dir.mkdir(parents=True, exist_ok=True)
     for name, fn in options.generators:
@@ -362,12 +362,28 @@ def extend_scene(entry: dict, dataset: os.PathLike | str, options: BuildOptions)
     return entry
 
 
-def _scorers(options: BuildOptions) -> tuple[Callable, Callable]:
-    if options.score is not None and options.statistics is not None:
-        return options.score, options.statistics
+def _scorers(options: BuildOptions, frames: list) -> tuple[Callable, Callable]:
+    """``(score(fused), statistics(fused))`` for the candidates of one stack.
+
+    The default score keeps one :class:`~sice.dataset.scoring.MefSsimReference` of ``frames``
+    for all candidates: the stack's part of MEF-SSIM is most of its cost. It is made at the
+    first score, inside a candidate's error handling: a stack that MEF-SSIM cannot score (too
+    small, non-finite) costs each candidate its score, as before, not the scene.
+    """
     from . import scoring
 
-    return options.score or scoring.mef_ssim, options.statistics or scoring.image_statistics
+    stats_fn = options.statistics or scoring.image_statistics
+    if options.score is not None:
+        return (lambda fused: options.score(fused, frames)), stats_fn
+    reference = None
+
+    def score(fused: np.ndarray) -> float:
+        nonlocal reference
+        if reference is None:
+            reference = scoring.MefSsimReference(frames)
+        return reference.score(fused)
+
+    return score, stats_fn
 
 
 def _run_one_generator(name, fn, frames, times, candidates_dir: Path, dataset: Path,
@@ -386,7 +402,7 @@ def _run_one_generator(name, fn, frames, times, candidates_dir: Path, dataset: P
             raise ValueError("returned non-finite values")
         fused = np.clip(fused, 0, 1)
         t_score = time.perf_counter()
-        score = float(score_fn(frames, fused))
+        score = float(score_fn(fused))
         stats = {k: jsonable(v) for k, v in dict(stats_fn(fused)).items()}
         score_seconds = time.perf_counter() - t_score
         path = candidates_dir / f"{name}.png"

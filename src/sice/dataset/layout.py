@@ -356,13 +356,7 @@ def select_frames(scene: Scene, direction: str = "under", *, under_max: float = 
 
 
 def _read_small(path: Path) -> np.ndarray:
-    import cv2
-
+    from ..imageops import resize_long_side
     from ..io import read_rgb
 
-    rgb = read_rgb(path)
-    scale = BRIGHTNESS_SIDE / max(rgb.shape[:2])
-    if scale < 1:
-        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    return rgb
+    return resize_long_side(read_rgb(path), BRIGHTNESS_SIDE)

@@ -22,7 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..stack.exposure import linear_to_srgb
+from ..imageops import linear_to_srgb
 
 __all__ = ["horizon_views", "expose", "render_set", "render_brackets", "UNDER_EVS", "OVER_EVS", "BRACKET_EVS"]
 

@@ -22,8 +22,9 @@ No maintained package implements it; this follows the authors' MATLAB release ``
 
 Every window's sums over patches are expanded into per-pixel cross moments of the frames
 (box- or Gaussian-filtered products), so the score costs O(K^2) image filters for K frames
-instead of a loop over windows; the part that depends on the stack only is computed once per
-stack and cached (the dataset builder scores ~15 candidates of the same stack).
+instead of a loop over windows; the part that depends on the stack only is computed once by
+:class:`MefSsimReference`, which a caller scoring many images of one stack keeps (the dataset
+builder scores ~15 candidates of each stack with one).
 
 References
 ----------
@@ -35,13 +36,12 @@ References
 """
 from __future__ import annotations
 
-import collections
-import hashlib
-import threading
 from typing import Sequence
 
 import cv2
 import numpy as np
+
+from ..imageops import luminance, resize_long_side
 
 __all__ = ["mef_ssim", "MefSsimReference", "image_statistics"]
 
@@ -53,15 +53,13 @@ C2 = (K2 * 255.0) ** 2
 STRENGTH_EPS = 0.001
 P_MAX = 10.0
 SCALE_WEIGHTS = np.array([0.0448, 0.2856, 0.3001])
-#: Rec. 601 luma, as MATLAB's rgb2gray.
-_LUMA = np.array([0.299, 0.587, 0.114])
 _TINY = np.finfo(np.float64).eps
 
 
 def _grey255(img: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(img)
     if a.ndim == 3 and a.shape[2] == 3:
-        a = a.astype(np.float64) @ _LUMA
+        a = luminance(a, dtype=np.float64)  # MATLAB rgb2gray without its rounding
     elif a.ndim != 2:
         raise ValueError(f"{what} must be (H, W, 3) RGB or (H, W) grey, got shape {a.shape}")
     a = a.astype(np.float64)
@@ -181,11 +179,8 @@ class MefSsimReference:
             if g.shape != grey[0].shape:
                 raise ValueError(f"frames[{i}] has size {g.shape}, frames[0] has {grey[0].shape}")
         self.shape = grey[0].shape
-        self._size = None
-        if max_side is not None and max(self.shape) > int(max_side):
-            f = int(max_side) / max(self.shape)
-            self._size = (max(1, round(self.shape[1] * f)), max(1, round(self.shape[0] * f)))
-            grey = [self._shrink(g) for g in grey]
+        self.max_side = None if max_side is None else int(max_side)
+        grey = [self._shrink(g) for g in grey]
         smallest = min(grey[0].shape) / 2 ** (int(levels) - 1)
         if smallest < WINDOW:
             raise ValueError(f"frames of size {self.shape} are too small for {levels} scales of an "
@@ -200,21 +195,19 @@ class MefSsimReference:
         self.weights = w / w.sum()
 
     def _shrink(self, grey: np.ndarray) -> np.ndarray:
-        if self._size is None:
-            return grey
-        return cv2.resize(grey, self._size, interpolation=cv2.INTER_AREA)
+        return grey if self.max_side is None else resize_long_side(grey, self.max_side)
 
-    def score(self, fused: np.ndarray) -> float:
-        """MEF-SSIM of ``fused`` ((H, W, 3) or (H, W), float in [0, 1]) against the stack.
+    def score(self, image: np.ndarray) -> float:
+        """MEF-SSIM of ``image`` ((H, W, 3) or (H, W), float in [0, 1]), a fusion of the stack.
 
         Returns
         -------
         float
-            At most 1 (1 when the fused image has exactly the desired structure everywhere).
+            At most 1 (1 when the image has exactly the desired structure everywhere).
         """
-        f = _grey255(fused, "fused")
+        f = _grey255(image, "image")
         if f.shape != self.shape:
-            raise ValueError(f"fused has size {f.shape}, the frames have {self.shape}")
+            raise ValueError(f"image has size {f.shape}, the frames have {self.shape}")
         f = self._shrink(f)
         q = []
         for level, scale in enumerate(self.scales):
@@ -229,36 +222,16 @@ class MefSsimReference:
         return float(np.prod(np.maximum(q, 0.0) ** self.weights))
 
 
-_CACHE: collections.OrderedDict[bytes, MefSsimReference] = collections.OrderedDict()
-_CACHE_SIZE = 2
-_CACHE_LOCK = threading.Lock()
-
-
-def _stack_digest(frames: Sequence[np.ndarray], levels: int, max_side: int | None) -> bytes:
-    """Cache key of a stack: shapes, every 7th row's bytes and each frame's sum.
-
-    Hashing all bytes cost 85 ms per call for seven 512x512 float frames, paid once per scored
-    candidate; the sampled rows plus the full sums tell different stacks apart as surely for
-    real images, at a quarter of the cost.
-    """
-    h = hashlib.blake2b(f"{levels} {max_side}".encode(), digest_size=16)
-    for f in frames:
-        a = np.asarray(f)
-        h.update(f"{a.shape}{a.dtype}{float(a.sum())!r}".encode())
-        h.update(np.ascontiguousarray(a[::7]).data)
-    return h.digest()
-
-
-def mef_ssim(frames: Sequence[np.ndarray], fused: np.ndarray, *, levels: int = 3,
+def mef_ssim(image: np.ndarray, frames: Sequence[np.ndarray], *, levels: int = 3,
              max_side: int | None = None) -> float:
     """MEF-SSIM (Ma, Zeng, Wang 2015) of a fused image against its source exposures.
 
     Parameters
     ----------
-    frames : list of (H, W, 3) or (H, W) ndarray, float in [0, 1]
-        The source exposures, same size, at least 2.
-    fused : (H, W, 3) or (H, W) ndarray, float in [0, 1]
+    image : (H, W, 3) or (H, W) ndarray, float in [0, 1]
         The fused image.
+    frames : list of (H, W, 3) or (H, W) ndarray, float in [0, 1]
+        The source exposures, same size as ``image``, at least 2.
     levels : int
         Scales (3 as in the release, 1 for the single-scale index).
     max_side : int, optional
@@ -267,33 +240,26 @@ def mef_ssim(frames: Sequence[np.ndarray], fused: np.ndarray, *, levels: int = 3
     Returns
     -------
     float
-        Score <= 1, higher is better. The stack's part is cached for the last two stacks, so
-        scoring several candidates of one stack costs little more than one.
+        Score <= 1, higher is better.
 
     Raises
     ------
     ValueError
-        See :class:`MefSsimReference`; also a fused image of another size.
+        See :class:`MefSsimReference`; also an image of another size than the frames.
+
+    Notes
+    -----
+    Every call computes the stack's part again (most of the cost). To score several images of
+    one stack, keep a :class:`MefSsimReference` and call its :meth:`~MefSsimReference.score`.
 
     Examples
     --------
     >>> import numpy as np
     >>> x = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
-    >>> round(mef_ssim([x, x], x, levels=1), 6)
+    >>> round(mef_ssim(x, [x, x], levels=1), 6)
     1.0
     """
-    key = _stack_digest(frames, levels, max_side)
-    with _CACHE_LOCK:
-        ref = _CACHE.get(key)
-        if ref is not None:
-            _CACHE.move_to_end(key)
-    if ref is None:
-        ref = MefSsimReference(frames, levels=levels, max_side=max_side)
-        with _CACHE_LOCK:
-            _CACHE[key] = ref
-            while len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
-    return ref.score(fused)
+    return MefSsimReference(frames, levels=levels, max_side=max_side).score(image)
 
 
 def image_statistics(img: np.ndarray) -> dict[str, float]:
@@ -324,7 +290,7 @@ def image_statistics(img: np.ndarray) -> dict[str, float]:
         raise ValueError(f"img must be an (H, W, 3) RGB array, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
         raise ValueError("img has non-finite values")
-    lum = a @ _LUMA
+    lum = luminance(a, dtype=np.float64)
     r, g, b = (a[..., c] * 255.0 for c in range(3))
     rg = r - g
     yb = 0.5 * (r + g) - b

@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from ..imageops import checked_rgb
+from ..imageops import checked_rgb, luminance, resize_long_side
 
 __all__ = ["identity", "histogram_equalization", "clahe", "auto_gamma", "lime", "msrcr", "BASELINES"]
 
@@ -118,7 +118,7 @@ def gamma_for_mean(image: np.ndarray, target: float = GAMMA_TARGET) -> float:
     """The exponent of :func:`auto_gamma` (1.0 when the luma is constant 0 or 1)."""
     import scipy.optimize
 
-    y = (np.asarray(image, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).ravel()
+    y = luminance(image).ravel()
     # A regular subsample is enough to fix the mean to ~1e-3 and keeps this cheap on 24 MP.
     y = y[:: max(1, y.size // 65536)].astype(np.float64)
     y = y[(y > 0) & (y < 1)] if np.any((y > 0) & (y < 1)) else y
@@ -210,8 +210,7 @@ def lime(image: np.ndarray, *, alpha: float = LIME_ALPHA, gamma: float = LIME_GA
     h, w = rgb.shape[:2]
     t_hat = rgb.max(axis=2)
     if solve_side is not None and max(h, w) > solve_side:
-        s = solve_side / max(h, w)
-        small = cv2.resize(t_hat, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        small = resize_long_side(t_hat, solve_side)
         t = cv2.resize(lime_illumination(small, alpha=alpha).astype(np.float32), (w, h),
                        interpolation=cv2.INTER_LINEAR)
     else:

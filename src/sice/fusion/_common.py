@@ -16,15 +16,8 @@ from typing import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
-#: Rec. 601 luma weights (R, G, B), as MATLAB's rgb2gray and OpenCV's cvtColor use.
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 #: Rec. 709 luminance weights (R, G, B), for linear radiance (the HDR tone-mapping operators).
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-
-
-def luma(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) float RGB -> (H, W) float32 Rec. 601 luma."""
-    return np.asarray(rgb, dtype=np.float32) @ LUMA
 
 
 def to_u8_bgr(frame: np.ndarray) -> np.ndarray:

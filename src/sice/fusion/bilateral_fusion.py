@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._common import luma
+from ..imageops import luminance
 from .tonemap import fast_bilateral
 
 #: The paper's constants.
@@ -47,7 +47,7 @@ def detail_weights(frames: Sequence[np.ndarray]) -> np.ndarray:
     -------
     (K, H, W) float32 ndarray >= C.
     """
-    lums = [luma(f) for f in frames]
+    lums = [luminance(f) for f in frames]
     h, w = lums[0].shape
     sigma_spatial = K1 * min(h, w)
     sigma_range = max(K2 * float(max(l.max() for l in lums) - min(l.min() for l in lums)), 1e-3)

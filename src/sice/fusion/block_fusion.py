@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import cv2
 import numpy as np
 
-from ._common import luma
+from ..imageops import luminance, resize_long_side
 
 #: Block sides (fractions of the shorter image side) and sigmas (multiples of the block side)
 #: among which the entropy of the result decides.
@@ -38,7 +37,7 @@ SEARCH_SIDE = 256
 
 
 def _grey8(frame: np.ndarray) -> np.ndarray:
-    return np.clip(luma(frame) * 255.0 + 0.5, 0, 255).astype(np.int64)
+    return np.clip(luminance(frame) * 255.0 + 0.5, 0, 255).astype(np.int64)
 
 
 def entropy(grey8: np.ndarray) -> float:
@@ -113,12 +112,9 @@ def block_fusion(frames: Sequence[np.ndarray], exposure_times: np.ndarray | None
     (H, W, 3) float32 ndarray in [0, 1].
     """
     frames = [np.ascontiguousarray(f, dtype=np.float32) for f in frames]
-    h, w = frames[0].shape[:2]
     if block is None or sigma is None:
-        scale = min(1.0, SEARCH_SIDE / max(h, w))
-        small = frames if scale == 1.0 else [
-            cv2.resize(f, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-            for f in frames]
+        scale = min(1.0, SEARCH_SIDE / max(frames[0].shape[:2]))  # the search's pixels per frame pixel
+        small = [resize_long_side(f, SEARCH_SIDE) for f in frames]
         small_greys = [_grey8(f) for f in small]
         side = min(small[0].shape[:2])
         best_score, best_params = -1.0, (1.0, 1.0)

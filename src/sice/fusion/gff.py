@@ -21,7 +21,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ._common import luma
+from ..imageops import luminance
 
 #: Parameters of the paper (section III-D), in pixels.
 BASE_SIZE = 31
@@ -47,7 +47,7 @@ def gff(frames: Sequence[np.ndarray], exposure_times: np.ndarray | None = None) 
     frames = [np.ascontiguousarray(f, dtype=np.float32) for f in frames]
     ksize = 2 * SALIENCY_RADIUS + 1
     saliency = np.stack([
-        cv2.GaussianBlur(np.abs(cv2.Laplacian(luma(f), cv2.CV_32F, ksize=1)), (ksize, ksize), SALIENCY_SIGMA,
+        cv2.GaussianBlur(np.abs(cv2.Laplacian(luminance(f), cv2.CV_32F, ksize=1)), (ksize, ksize), SALIENCY_SIGMA,
                          borderType=cv2.BORDER_REFLECT)
         for f in frames])
     winner = np.argmax(saliency, axis=0)
@@ -57,7 +57,7 @@ def gff(frames: Sequence[np.ndarray], exposure_times: np.ndarray | None = None) 
     sum_wd = np.zeros_like(sum_wb)
     for k, f in enumerate(frames):
         p = (winner == k).astype(np.float32)
-        guide = luma(f)
+        guide = luminance(f)
         # Guided filtering can ring slightly below 0; negative weights would flip layers.
         wb = np.maximum(cv2.ximgproc.guidedFilter(guide, p, R1, EPS1), 0.0)
         wd = np.maximum(cv2.ximgproc.guidedFilter(guide, p, R2, EPS2), 0.0)

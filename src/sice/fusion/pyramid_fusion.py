@@ -29,7 +29,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ._common import LUMA
+from ..imageops import luminance
 
 #: Match threshold between selection and averaging.
 ALPHA = 0.85
@@ -88,7 +88,7 @@ def fuse_bands(band_a: np.ndarray, band_b: np.ndarray, alpha: float = ALPHA) -> 
     -------
     (h, w, 3) float32 ndarray: the selected or weighted coefficients.
     """
-    da, db = band_a @ LUMA, band_b @ LUMA
+    da, db = luminance(band_a), luminance(band_b)
     sa, sb = _local(da * da), _local(db * db)
     match = 2.0 * _local(da * db) / np.maximum(sa + sb, np.float32(1e-12))
     w_min = np.where(match > alpha, 0.5 - 0.5 * (1.0 - match) / (1.0 - alpha), 0.0).astype(np.float32)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..imageops import luminance
 from ._common import LUMINANCE, opencv_errors_only
 
 GAMMA = 2.2
@@ -53,7 +54,7 @@ def auto_levels(image: np.ndarray, black: float = LEVELS_BLACK, white: float = L
     equal is only clipped.
     """
     img = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    lum = img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    lum = luminance(img)
     lo, hi = np.percentile(lum, [black, white])
     if hi - lo > 1e-3:
         img = (img - np.float32(lo)) / np.float32(hi - lo)

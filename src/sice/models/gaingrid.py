@@ -32,10 +32,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..imageops import REC601
+from ..tensorops import luminance
 from ._bilateral import bilateral_slice
 from ._registry import ModelConfig, create_model, register_model
 
-_REC601 = torch.tensor([0.299, 0.587, 0.114])
 _EPS = 1e-4  # floor before a fractional power (its gradient at 0 is infinite)
 THUMB = 256  # side of the square thumbnail the grid network sees
 MAX_STOPS = 4.0  # gains are bounded to 2**[-4, 4]: enough for -4 EV .. +4 EV inputs
@@ -115,7 +116,7 @@ class GainGrid(nn.Module):
         self.to_grid = nn.Conv2d(width, (3 + self.n_offsets) * bins, 1)
         # Guide: a learned mix of sqrt-RGB (sqrt spreads the dark tones that under-exposed
         # photos are made of over more intensity bins), initialised to Rec. 601 luma.
-        self.guide_weight = nn.Parameter(torch.tensor([0.299, 0.587, 0.114]))
+        self.guide_weight = nn.Parameter(torch.tensor(REC601))
         self.guide_bias = nn.Parameter(torch.zeros(1))
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -133,7 +134,7 @@ class GainGrid(nn.Module):
         (white >= 0.01, mean in [0.01, 0.99], exponent in [1/8, 8]) keep a black or white frame
         finite.
         """
-        luma = (thumb.clamp(0, 1) * _REC601.to(thumb).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        luma = luminance(thumb.clamp(0, 1))
         white = luma.amax(dim=(2, 3), keepdim=True).clamp_min(0.01)
         mean = (luma / white).mean(dim=(2, 3), keepdim=True).clamp(0.01, 0.99)
         return white, (math.log(0.5) / torch.log(mean)).clamp(1 / 8, 8)

@@ -59,12 +59,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..tensorops import luminance
 from ._bilateral import bilateral_slice
 from ._registry import ModelConfig, register_model
 from .gaingrid import GainGrid, members_copied_into
 
-#: Rec. 601 luma weights (the whole package's luma: :func:`sice.imageops.luminance`).
-REC601 = (0.299, 0.587, 0.114)
 #: Extra knots near black (2/255 and 8/255): the darkest photos need their shadows at 3-10/255
 #: lifted several stops while black itself (the toe) is not; without them the level -2 frames
 #: of the validation scenes lost 0.5 dB (docs/default-model.md).
@@ -110,12 +109,6 @@ def knot_positions(knots: int) -> torch.Tensor:
     y = (lo + hi) / 2
     y[0], y[-1] = 0.0, 1.0
     return y.float()
-
-
-def luma(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB -> (B, 1, H, W) Rec. 601 luma."""
-    r, g, b = REC601
-    return r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
 
 
 def max_increments(knot_luma: torch.Tensor, toe_slope: float = TOE_SLOPE,
@@ -251,11 +244,11 @@ class ToneGrid(GainGrid):
     def tone_fields(self, thumb: torch.Tensor, work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(luma gain g, chroma gain s)``, each (B, 1, h, w) at ``work``'s pixels.
 
-        The output is ``s * work + (g - s) * luma(work)``: see the module notes.
+        The output is ``s * work + (g - s) * luminance(work)``: see the module notes.
         """
         curve, saturation = self.grid(thumb)
         work = work.clamp(0, 1)
-        y = base_luma(luma(work))
+        y = base_luma(luminance(work))
         # Below the first knot the curve is a straight line through 0, so its ratio to the
         # input is that of the first knot: evaluate at max(y, first knot), never divide by ~0.
         y_safe = y.clamp_min(self.first_knot)
@@ -276,7 +269,7 @@ class ToneGrid(GainGrid):
 
     def _enhance(self, thumb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         g, s = self.tone_fields(thumb, x)
-        return (s * x + (g - s) * luma(x)).clamp(0, 1)
+        return (s * x + (g - s) * luminance(x)).clamp(0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._enhance(self.thumbnail(x), x)
@@ -331,7 +324,7 @@ class ToneGridEnsemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g, s = self.tone_fields(GainGrid.thumbnail(x), x)
-        return (s * x + (g - s) * luma(x)).clamp(0, 1)
+        return (s * x + (g - s) * luminance(x)).clamp(0, 1)
 
 
 @register_model(ModelConfig(

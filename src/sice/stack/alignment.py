@@ -314,11 +314,11 @@ def ghost_score(frames: Sequence[np.ndarray], *, max_side: int = 256,
     """
     import cv2
 
-    from .exposure import _reduce
+    from ..imageops import resize_long_side
 
     grey = []
     for f in frames:
-        small = _reduce(np.asarray(f, np.float32), max_side)
+        small = resize_long_side(np.asarray(f, np.float32), max_side)
         g = to_grey_u8(cv2.GaussianBlur(small, (0, 0), 1.0))
         grey.append(g)
     per_pair = []

@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..imageops import resize_long_side, srgb_to_linear
+
 #: EXIF tags (Exif IFD) that decide the exposure of a frame.
 _EXIF_IFD = 0x8769
 _TAG_EXPOSURE_TIME = 0x829A
@@ -123,18 +125,6 @@ def exif_exposure_values(settings: Sequence[ExifExposure | None]) -> np.ndarray 
 # ---------------------------------------------------------------------------------------------
 # Camera responses
 # ---------------------------------------------------------------------------------------------
-def srgb_to_linear(values: np.ndarray) -> np.ndarray:
-    """Inverse sRGB transfer function (IEC 61966-2-1), [0, 1] -> [0, 1] linear, float32."""
-    v = np.asarray(values, dtype=np.float32)
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(values: np.ndarray) -> np.ndarray:
-    """sRGB transfer function (IEC 61966-2-1), linear [0, 1] -> encoded [0, 1], float32."""
-    v = np.clip(np.asarray(values, dtype=np.float32), 0, 1)
-    return np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055).astype(np.float32)
-
-
 def _inverse_response(response) -> Callable[[np.ndarray], np.ndarray]:
     """``"srgb"``, a gamma (float), or a (256,) / (256, 3) inverse-response lookup table."""
     if isinstance(response, str):
@@ -260,11 +250,11 @@ def estimate_exposures(frames: Sequence[np.ndarray], *, response="srgb", max_sid
     small, ok = [], []
     for f in frames:
         f = np.asarray(f, np.float32)
-        small.append(_reduce(inverse(f), max_side))
+        small.append(resize_long_side(inverse(f), max_side))
         # JPEG ringing leaves values below `high` right next to clipped areas: keep a margin.
         clipped = cv2.dilate((f > high).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         good = ((f >= low) & ~clipped).astype(np.float32)
-        ok.append(_reduce(good, max_side) > 0.999)
+        ok.append(resize_long_side(good, max_side) > 0.999)
     logs = [np.log2(np.maximum(s, 1e-8)) for s in small]
 
     pair_ev: dict = {}
@@ -284,17 +274,6 @@ def estimate_exposures(frames: Sequence[np.ndarray], *, response="srgb", max_sid
     weak = _link_components(n, rows, small, targets, weights, pair_ev)
     ev, residual = _solve(n, rows, np.asarray(targets), np.asarray(weights))
     return ExposureEstimate(ev, pair_ev, residual, weak)
-
-
-def _reduce(image: np.ndarray, max_side: int) -> np.ndarray:
-    import cv2
-
-    h, w = image.shape[:2]
-    scale = max_side / max(h, w)
-    if scale >= 1:
-        return image
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _link_components(n, rows, small, targets, weights, pair_ev) -> list:

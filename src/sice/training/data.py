@@ -24,9 +24,7 @@ import numpy as np
 from ..dataset.layout import Scene
 from ..dataset.layout import select_frames
 from ..errors import SiceError
-from ..imageops import rescale
-from ..stack.exposure import linear_to_srgb
-from ..stack.exposure import srgb_to_linear
+from ..imageops import linear_to_srgb, rescale, srgb_to_linear
 
 #: Cache dtype and its full-scale value.
 _CACHE_DTYPE = np.uint16

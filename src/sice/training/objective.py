@@ -34,7 +34,7 @@ def highlight_rolloff_target(rgb: torch.Tensor, label: torch.Tensor, start: floa
     draws a hard edge around every clipped sun and lamp. The gamma rolls off into white smoothly.
     (B, 3, H, W) in [0, 1]; see ``DataSection.rolloff_from``.
     """
-    from ..models.tonegrid import luma
+    from ..tensorops import luminance as luma
 
     def mean_luma(x: torch.Tensor) -> torch.Tensor:
         return luma(x).mean(dim=(1, 2, 3)).clamp(1e-3, 1 - 1e-3)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .data import Pair, from_cache
+from ..tensorops import image_to_tensor, tensor_to_image
 from .objective import forward
 
 
@@ -24,11 +25,9 @@ def validate(model: torch.nn.Module, pairs: list[Pair], device: torch.device, *,
     psnrs, ssims = [], []
     for p in pairs:
         h, w = p.shape[0] - p.shape[0] % mult, p.shape[1] - p.shape[1] % mult
-        rgb = torch.from_numpy(from_cache(p.rgb[:h, :w])).permute(2, 0, 1)[None]
-        aux = None if p.aux is None else torch.from_numpy(np.ascontiguousarray(p.aux[:h, :w])).permute(2, 0, 1)[None]
-        rgb = rgb.to(device).contiguous(memory_format=fmt)
-        aux = None if aux is None else aux.to(device).contiguous(memory_format=fmt)
-        out = forward(model, rgb, aux, config).clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
+        rgb = image_to_tensor(from_cache(p.rgb[:h, :w]), device=device, memory_format=fmt)
+        aux = None if p.aux is None else image_to_tensor(p.aux[:h, :w], device=device, memory_format=fmt)
+        out = tensor_to_image(forward(model, rgb, aux, config).clamp(0, 1))
         psnr, ssim = _scores(out, from_cache(p.label[:h, :w]))
         psnrs.append(psnr)
         ssims.append(ssim)
