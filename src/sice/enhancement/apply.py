@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..imageops import to_float32
+from ..imageops import REC601, to_float32
 
 def tiled_apply(image: np.ndarray | list[np.ndarray], fn: Callable[[np.ndarray], np.ndarray], *, tile: int,
                 overlap: int, multiple: int = 1, out_channels: int = 3) -> np.ndarray:
@@ -100,10 +100,6 @@ def gain_inputs(rgb: np.ndarray, work_size: int, thumb_size: int = 256) -> tuple
 STRIP_PIXELS = 1 << 17
 
 
-#: Rec. 601 luma weights (R, G, B).
-_LUMA = (0.299, 0.587, 0.114)
-
-
 def apply_tone(image: np.ndarray, luma_gain: np.ndarray, chroma_gain: np.ndarray, *,
                strip: int | None = None) -> np.ndarray:
     """``s x + (g - s) Y(x)``: luma gain ``g`` and chroma gain ``s`` applied to ``image``.
@@ -135,7 +131,7 @@ def apply_tone(image: np.ndarray, luma_gain: np.ndarray, chroma_gain: np.ndarray
     h, w = image.shape[:2]
     s_rows = _FieldRows(chroma_gain, h, w)
     t_rows = _FieldRows(luma_gain.astype(np.float32) - chroma_gain.astype(np.float32), h, w)
-    wr, wg, wb = _LUMA
+    wr, wg, wb = REC601
 
     def one_strip(src: np.ndarray, out: np.ndarray, y0: int, y1: int, depth: int, scratch) -> None:
         s, ty = s_rows(y0, y1, scratch(0)), t_rows(y0, y1, scratch(1))
