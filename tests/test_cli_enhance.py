@@ -360,10 +360,16 @@ def test_progress_counts_only_the_files_that_are_enhanced(tmp_path, monkeypatch)
     for name in ("a.png", "b.png", "c.png"):
         _photo(tmp_path / "in" / name)
     _photo(tmp_path / "o" / "b.png")
-    seen = []
-    monkeypatch.setattr(cli_enhance, "_progress", lambda jobs, enabled: seen.extend(jobs) or jobs)
+    seen, totals = [], []
+
+    def progress(outcomes, total, *, enabled):
+        totals.append(total)
+        seen.extend(outcomes)
+        return seen
+
+    monkeypatch.setattr(cli_enhance, "_progress", progress)
     assert _invoke(tmp_path / "in", "-o", tmp_path / "o", "--model", MODEL).exit_code == 0
-    assert [j.source.name for j in seen] == ["a.png", "c.png"]
+    assert totals == [2] and [Path(o.source).name for o in seen] == ["a.png", "c.png"]
 
 
 def test_stdin_to_stdout(tmp_path):

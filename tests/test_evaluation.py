@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from support.helpers import synthetic_scene
+from support.helpers import labelled_dataset, synthetic_scene
 from sice.dataset.layout import read_sice_layout
 from sice.evaluation import baselines, evaluate, items_for, write_report
 from sice.evaluation.metrics import psnr
@@ -76,16 +76,7 @@ def test_levels_and_all(authors_layout):
 
 # --------------------------------------------------------------------------- the runner
 
-def _built_dataset(root: Path, *, h=40, w=48, scenes=("001", "002"), n=5) -> Path:
-    """Our builder's layout: <scene>/<k>.jpg dark->bright, Label/<scene>.png."""
-    (root / "Label").mkdir(parents=True, exist_ok=True)
-    for s, name in enumerate(scenes):
-        radiance = synthetic_scene(h, w, seed=s)
-        for k in range(n):
-            (root / name).mkdir(exist_ok=True)
-            write_image(root / name / f"{k + 1}.png", np.clip(radiance * 2.0 ** (k - n // 2), 0, 1))
-        write_image(root / "Label" / f"{name}.png", radiance)
-    return root
+_built_dataset = labelled_dataset  # (moved to support.helpers: tests/test_parallel.py uses it too)
 
 
 def test_evaluate_scores_caches_and_reports(tmp_path):

@@ -127,3 +127,15 @@ def screening_server(dataset: Path):
     from support.live_server import command_server
 
     return command_server("screen", str(dataset), health="/api/health", startup=60)
+
+
+def labelled_dataset(root: Path, *, h=40, w=48, scenes=("001", "002"), n=5) -> Path:
+    """Our builder's layout: <scene>/<k>.jpg dark->bright, Label/<scene>.png."""
+    (root / "Label").mkdir(parents=True, exist_ok=True)
+    for s, name in enumerate(scenes):
+        radiance = synthetic_scene(h, w, seed=s)
+        for k in range(n):
+            (root / name).mkdir(exist_ok=True)
+            write_image(root / name / f"{k + 1}.png", np.clip(radiance * 2.0 ** (k - n // 2), 0, 1))
+        write_image(root / "Label" / f"{name}.png", radiance)
+    return root

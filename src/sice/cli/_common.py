@@ -99,6 +99,31 @@ class BatchReport:
             sys.exit(1)
 
 
+def _check_cluster(ctx, param, value):
+    if value is None:
+        return None
+    from ..parallel import check_parallel
+
+    try:
+        return check_parallel(1, value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+#: ``--cluster ADDRESS``, the same for every command that spreads per-item work (docs/scaling.md).
+cluster_option = click.option(
+    "--cluster", default=None, metavar="ADDRESS|local:N", callback=_check_cluster,
+    help="Spread the work over a Dask cluster: a running scheduler's address (tcp://host:8786), or "
+         "local:N to start N worker processes here. Needs the 'cluster' extra (pip install 'sice[cluster]') "
+         "and inputs and outputs on a file system every worker sees (docs/scaling.md).")
+
+
+def workers_or_cluster(workers: int, cluster: str | None) -> None:
+    """A usage error when both local worker processes and a cluster are asked for."""
+    if cluster is not None and workers != 1:
+        raise click.UsageError("--workers and --cluster exclude each other (a cluster has its own workers)")
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported only when invoked.
 

@@ -19,6 +19,8 @@ BENCHES: dict[str, tuple[str, str, str]] = {
               "Training throughput (patches/s) per model, with and without channels_last."),
     "eval": ("sice.cli.eval", "bench_command",
              "Time the classic baselines on sice512 with the levels protocol (target 10 min)."),
+    "cluster": ("sice.cli.bench_cluster", "bench_command",
+                "Photos/s and scenes/s: one process vs. local Dask clusters of 1 and 2 workers."),
 }
 
 

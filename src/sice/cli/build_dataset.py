@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ._common import BatchReport, report_errors
+from ._common import BatchReport, cluster_option, report_errors, workers_or_cluster
 
 
 def _generator_names(value: str) -> list[str]:
@@ -53,7 +53,7 @@ def _options(generators: str, align: bool, ecc: bool, ext: str | None, finish: s
     return BuildOptions(generators=usable, align=align, ecc=ecc, ext=ext, finish=finish)
 
 
-def _run(sequences, out, options, select, workers, limit, *, quiet=False):
+def _run(sequences, out, options, select, workers, limit, *, cluster=None, quiet=False):
     from tqdm import tqdm
 
     from ..dataset.build import build_dataset
@@ -68,8 +68,8 @@ def _run(sequences, out, options, select, workers, limit, *, quiet=False):
         bar["tqdm"].update(1)
 
     try:
-        return build_dataset(sequences, out, options, select=select, workers=workers, limit=limit,
-                             on_scene=on_scene, on_start=on_start)
+        return build_dataset(sequences, out, options, select=select, workers=workers, cluster=cluster,
+                             limit=limit, on_scene=on_scene, on_start=on_start)
     finally:
         if "tqdm" in bar:
             bar["tqdm"].close()
@@ -88,6 +88,7 @@ _GENERATORS_HELP = ("Comma-separated generator names (docs/generators.md), 'defa
 @click.option("--select", type=click.Choice(["mef-ssim", "votes"]), default="mef-ssim", show_default=True,
               help="Label choice: best MEF-SSIM, or screening votes from DATASET/screening.sqlite (ties by MEF-SSIM).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@cluster_option
 @click.option("--align/--no-align", default=True, show_default=True, help="Align frames (MTB) and flag ghosts.")
 @click.option("--ecc/--no-ecc", default=True, show_default=True, help="Sub-pixel ECC refinement of the alignment.")
 @click.option("--ext", type=click.Choice(["png", "jpg"]), default=None,
@@ -98,7 +99,7 @@ _GENERATORS_HELP = ("Comma-separated generator names (docs/generators.md), 'defa
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Build only the first N scenes.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @report_errors
-def command(sequences, out, generators, select, workers, align, ecc, ext, finish, limit, quiet):
+def command(sequences, out, generators, select, workers, cluster, align, ecc, ext, finish, limit, quiet):
     """Build a SICE-layout dataset from SEQUENCES (one folder of multi-exposure frames per scene).
 
     Writes OUTPUT/<scene>/<k>.<ext> (frames dark to bright), OUTPUT/Label/<scene>.png,
@@ -106,8 +107,9 @@ def command(sequences, out, generators, select, workers, align, ecc, ext, finish
     finished scenes are skipped, or only given the candidates of generators they lack (a label
     chosen by MEF-SSIM is then chosen again). Failed scenes are listed at the end (exit status 1).
     """
+    workers_or_cluster(workers, cluster)
     options = _options(generators, align, ecc, ext, finish)
-    result = _run(sequences, out, options, select, workers, limit, quiet=quiet)
+    result = _run(sequences, out, options, select, workers, limit, cluster=cluster, quiet=quiet)
     report = BatchReport()
     for _ in result.built + result.extended + result.resumed:
         report.success()

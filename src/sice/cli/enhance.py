@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import SiceError
-from ._common import BatchReport, one_line, report_errors
+from ._common import BatchReport, cluster_option, one_line, report_errors
 
 _EXAMPLES = """
 \b
@@ -71,9 +71,10 @@ def _check_device(ctx, param, value: str) -> str:
               help="Refuse larger images (default 200 MP or $SICE_MAX_PIXELS).")
 @click.option("--sample", is_flag=True,
               help="Enhance the package's built-in sample photo (a quick first try; implies --compare).")
+@cluster_option
 @report_errors
 def command(inputs, output, model, strength, compare, suffix, recursive, fmt, quality, overwrite, quiet, verbose,
-            as_json, device, backend, tile, max_pixels, sample):
+            as_json, device, backend, tile, max_pixels, sample, cluster):
     """Enhance badly exposed photos: under- or over-exposed, any size.
 
     INPUTs are image files, folders (their images; -r for sub-folders), glob patterns
@@ -105,10 +106,13 @@ def command(inputs, output, model, strength, compare, suffix, recursive, fmt, qu
         raise click.UsageError("give at least one INPUT (file, folder, glob or '-'), or --sample")
     if as_json and output is not None and str(output) == STDIO:
         raise click.UsageError("--json prints to standard output, which -o - already uses for the image")
+    if cluster is not None and (STDIO in inputs or (output is not None and str(output) == STDIO)):
+        raise click.UsageError("--cluster works on files: workers cannot read this process's standard input "
+                               "or write its standard output")
     plan = plan_batch(inputs, output, recursive=recursive, fmt=fmt, suffix=suffix, compare=compare)
     run = _Run(quiet=quiet, verbose=verbose, as_json=as_json,
                settings=Settings(strength=strength, quality=quality, max_pixels=max_pixels, overwrite=overwrite),
-               options=dict(model=model, device=device, backend=backend, tile=tile, fmt=fmt))
+               options=dict(model=model, device=device, backend=backend, tile=tile, fmt=fmt, cluster=cluster))
     for item, reason in plan.failures:
         run.failed(item, reason)
     if plan.jobs and str(plan.jobs[0].source) == STDIO:
@@ -180,7 +184,7 @@ class _Run:
         return self.enhancer
 
     def batch(self, plan) -> None:
-        from ..enhancement.batch import STDIO, collision_note, prepare_outputs, run_jobs, triage
+        from ..enhancement.batch import STDIO, ModelSpec, collision_note, enhance_jobs, prepare_outputs, triage
 
         if not plan.jobs and not plan.failures:
             raise SiceError("no input images found")
@@ -193,10 +197,15 @@ class _Run:
         if not todo:
             return
         prepare_outputs(plan, todo)
-        if str(todo[0].output) == STDIO:  # -o -: the one photo goes to standard output
+        if str(todo[0].output) == STDIO:  # one input, to standard output
             self.run_job(todo[0])
             return
-        for outcome in run_jobs(_progress(todo, enabled=not (self.quiet or self.verbose)), self.load, self.settings):
+        o = self.options
+        spec = None
+        if o["cluster"] is not None:  # every worker runs the backend this process resolves
+            spec = ModelSpec(o["model"], device=o["device"], backend=self.load().backend, tile=o["tile"])
+        outcomes = enhance_jobs(todo, self.settings, load_enhancer=self.load, spec=spec, cluster=o["cluster"])
+        for outcome in _progress(outcomes, len(todo), enabled=not (self.quiet or self.verbose)):
             self.outcome(outcome)
 
     def run_job(self, job) -> None:
@@ -266,11 +275,11 @@ class _Run:
             self.report.finish(summary=not self.quiet)
 
 
-def _progress(jobs, *, enabled: bool):
-    """A progress bar over the jobs that do work (skipped outputs are not counted), on a
-    terminal only."""
-    if len(jobs) <= 1 or not enabled:
-        return jobs
+def _progress(outcomes, total: int, *, enabled: bool):
+    """A progress bar over the outcomes of the jobs that do work (skipped outputs are not
+    counted), on a terminal only."""
+    if total <= 1 or not enabled:
+        return outcomes
     from tqdm import tqdm
 
-    return tqdm(jobs, unit="img", desc="enhance", dynamic_ncols=True, disable=None)
+    return tqdm(outcomes, total=total, unit="img", desc="enhance", dynamic_ncols=True, disable=None)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ._common import BatchReport, report_errors
+from ._common import BatchReport, cluster_option, report_errors, workers_or_cluster
 
 # Kept here (not imported from sice.evaluation) so that `sice eval --help` stays instant.
 _PROTOCOLS = ["auto", "sice-58", "zero-dce-part2", "levels", "all", "photos"]
@@ -34,6 +34,7 @@ def _csv(value: str) -> list[str]:
               help=f"Comma-separated, from: {', '.join(_METRICS)}.")
 @click.option("-j", "--workers", type=click.IntRange(1, None), default=1, show_default=True,
               help="Worker processes.")
+@cluster_option
 @click.option("--limit", type=click.IntRange(1, None), default=None, help="Only the first N scenes.")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
               help="Only one split of the scenes (sice.dataset.layout.split_scenes, ratios 7:1:2).")
@@ -41,7 +42,8 @@ def _csv(value: str) -> list[str]:
 @click.option("--grids/--no-grids", default=True, show_default=True, help="Write a comparison grid per scene.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @report_errors
-def command(dataset, methods, protocol, output, metrics, workers, limit, split, split_seed, grids, progress):
+def command(dataset, methods, protocol, output, metrics, workers, cluster, limit, split, split_seed, grids,
+            progress):
     """Evaluate enhancement methods on a SICE-layout DATASET with a documented protocol, or on
     a plain folder of photos without labels (no-reference tone figures only).
 
@@ -53,6 +55,7 @@ def command(dataset, methods, protocol, output, metrics, workers, limit, split, 
     from ..evaluation.metrics import METRICS
     from ..evaluation.protocols import is_sice_layout
 
+    workers_or_cluster(workers, cluster)
     if protocol == "auto":
         protocol = "levels" if is_sice_layout(dataset) or not dataset.is_dir() else "photos"
 
@@ -65,7 +68,8 @@ def command(dataset, methods, protocol, output, metrics, workers, limit, split, 
         raise click.UsageError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
     try:
         result = evaluate(dataset, method_list, protocol=protocol, out_dir=output, metrics=metric_list,
-                          workers=workers, limit=limit, split=split, split_seed=split_seed, progress=progress)
+                          workers=workers, cluster=cluster, limit=limit, split=split, split_seed=split_seed,
+                          progress=progress)
     except ValueError as exc:  # a choice that does not fit this dataset (metrics, split)
         raise click.UsageError(str(exc)) from None
     paths = write_report(result, grids=grids)

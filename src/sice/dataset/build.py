@@ -28,7 +28,6 @@ References
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
@@ -42,6 +41,7 @@ import numpy as np
 from ..childproc import scratch_tempdir
 from ..errors import DatasetError, SiceError
 from ..files import remove_stale_parts
+from ..parallel import check_parallel, run_each
 from .manifest import (CANDIDATE_DIR, LABEL_DIR, SCENE_ENTRIES, jsonable, read_scene_entries, write_manifest,
                        write_scene_entry)
 from .selection import refinish_labels, reselect_by_votes, select_by_score, write_label
@@ -442,8 +442,8 @@ def _copy_frames(paths, files, folder: Path, ext: str | None) -> list[dict]:
 # The whole dataset
 # ---------------------------------------------------------------------------------------------
 def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, options: BuildOptions, *,
-                  select: str = "mef-ssim", workers: int = 1, limit: int | None = None,
-                  on_scene: Callable[[str, str | None], None] | None = None,
+                  select: str = "mef-ssim", workers: int = 1, cluster: str | None = None,
+                  limit: int | None = None, on_scene: Callable[[str, str | None], None] | None = None,
                   on_start: Callable[[int], None] | None = None) -> BuildResult:
     """Build (or resume building) a SICE-layout dataset.
 
@@ -461,7 +461,10 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
         ``"votes"`` re-chooses every finished scene's label from ``dataset/screening.sqlite``
         (:func:`sice.screening.store.winners`), ties broken by MEF-SSIM.
     workers : int
-        Processes (spawned; 1 builds in this process).
+        Processes of this machine (spawned; 1 builds in this process).
+    cluster : str, optional
+        Build on a Dask cluster instead: ``local:N`` or a scheduler address
+        (:func:`sice.parallel.run_each`; the folders must be on a file system every worker sees).
     limit : int, optional
         Build at most this many scenes (first ones in natural order), finished ones included.
     on_scene : callable, optional
@@ -477,13 +480,14 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
     ------
     DatasetError
         ``sequences`` is unusable, or ``select="votes"`` without a screening database.
+    ClusterError
+        ``cluster`` given and Dask missing or the scheduler unreachable.
     ValueError
-        Bad ``select``, ``workers``, ``limit`` or an empty generator list.
+        Bad ``select``, ``workers``, ``cluster``, ``limit`` or an empty generator list.
     """
     if select not in SELECTIONS:
         raise ValueError(f"select must be one of {SELECTIONS}, got {select!r}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    cluster = check_parallel(workers, cluster)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     if not options.generators:
@@ -515,7 +519,7 @@ def build_dataset(sequences: os.PathLike | str, dataset: os.PathLike | str, opti
     saver = _ThrottledManifest(dataset, entries, result, opts_record)
     # Generators' temp folders and external tools die with the build, even on SIGKILL.
     with scratch_tempdir():
-        scenes = _run_scenes(todo, dataset, options, workers)
+        scenes = _run_scenes(todo, dataset, options, workers, cluster)
         try:
             for name, entry, error in scenes:
                 if error is None:
@@ -595,74 +599,16 @@ def _build_or_error(source: SceneSource, dataset: Path, options: BuildOptions) -
         return source.name, None, f"{source.folder}: {type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
-def _run_scenes(todo: list, dataset: Path, options: BuildOptions, workers: int):
-    """Yield ``(name, entry, error)`` per scene, in this process or in spawned workers."""
-    if workers == 1 or len(todo) <= 1:
-        for source in todo:
-            yield _build_or_error(source, dataset, options)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    # One thread per worker: N workers x the libraries' default thread pools would oversubscribe
-    # the cores and make the run slower, not faster.
-    with _single_threaded_env():
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker)
-        futures = {pool.submit(_build_or_error, source, dataset, options): source for source in todo}
+def _run_scenes(todo: list, dataset: Path, options: BuildOptions, workers: int, cluster: str | None):
+    """Yield ``(name, entry, error)`` per scene, as each finishes (:func:`sice.parallel.run_each`)."""
+    outcomes = run_each(functools.partial(_build_or_error, dataset=dataset, options=options), todo,
+                        workers=workers, cluster=cluster)
     try:
-        for future in as_completed(futures):
-            source = futures[future]
-            try:
-                yield future.result()
-            except BrokenProcessPool:
-                yield (source.name, None, f"{source.folder}: a worker process died (killed or out of "
-                       "memory) while this scene was queued or running; re-run to resume")
-    finally:
-        if not all(f.done() for f in futures):
-            # Interrupted: queued scenes are cancelled and running ones killed (safe: nothing of
-            # an unfinished scene counts), instead of waiting minutes for them to finish.
-            # ProcessPoolExecutor has no public way to stop running work, hence _processes.
-            processes = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                process.terminate()
-        pool.shutdown(wait=True)
-
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _single_threaded_env():
-    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-    os.environ.update({k: "1" for k in _THREAD_VARS})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
+        for outcome in outcomes:
+            if outcome.error is None:
+                yield outcome.value
             else:
-                os.environ[k] = v
-
-
-def _init_worker() -> None:
-    import multiprocessing
-
-    import cv2
-
-    from ..childproc import die_with_parent
-
-    cv2.setNumThreads(1)  # OpenCV ignores OMP_NUM_THREADS; torch and BLAS follow the variables
-    # A worker dies with the build (even a SIGKILLed one), and its own watched scratch folder
-    # holds its temp files: its watchdog removes them and its tools when it ends. Never left:
-    # the worker exits without running exit handlers.
-    global _worker_scratch
-    die_with_parent(multiprocessing.parent_process().pid)
-    _worker_scratch = scratch_tempdir(exit_on_sigterm=False)  # kept: collecting it would end it
-    _worker_scratch.__enter__()
-
-
-_worker_scratch = None
+                source = outcome.item
+                yield source.name, None, f"{source.folder}: {outcome.error}"
+    finally:
+        outcomes.close()  # on an interrupt: stops the workers now, not after their queued scenes

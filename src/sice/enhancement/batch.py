@@ -552,3 +552,57 @@ def failure_reason(exc: BaseException, src) -> str:
     if isinstance(exc, SiceError) and reason.startswith(f"{src}: "):
         reason = reason[len(str(src)) + 2:]
     return reason
+
+
+# --------------------------------------------------------------------------------------------
+# Many jobs: in this process, or spread over a cluster
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What a worker needs to load the batch's model itself: the arguments of
+    :class:`~sice.enhancement.api.Enhancer`. Give the backend the batch's own enhancer resolved
+    (not ``"auto"``), so that every worker runs the same one and writes the same bytes."""
+
+    model: str | None
+    device: str = "cpu"
+    backend: str = "auto"
+    tile: int = 512
+
+    def load(self):
+        from .api import Enhancer
+
+        return Enhancer(self.model, device=self.device, backend=self.backend, tile=self.tile)
+
+
+def enhance_jobs(jobs: list[Job], settings: Settings, *, load_enhancer: Callable[[], Any],
+                 spec: ModelSpec | None = None, cluster: str | None = None) -> Iterator[Outcome]:
+    """One :class:`Outcome` per job.
+
+    Without ``cluster`` the jobs run here, in order, through the enhancer ``load_enhancer()``
+    returns (:func:`run_jobs`: the model loads while the first photo is read). With one, each
+    of the cluster's workers loads ``spec``'s model once and runs the jobs it is given, and the
+    outcomes come as each finishes (:func:`sice.parallel.run_each`; the paths of the plan must
+    be the same on every worker: a shared file system). A job whose worker died on every try
+    is a failed outcome.
+    """
+    import functools
+
+    from ..parallel import run_each
+
+    if cluster is None:
+        yield from run_jobs(jobs, load_enhancer, settings)
+        return
+    outcomes = run_each(functools.partial(_enhance_on_worker, spec=spec, settings=settings), jobs, cluster=cluster)
+    try:
+        for done in outcomes:
+            job = done.item
+            yield done.value if done.error is None else Outcome.of(job, job.source, "failed", error=done.error)
+    finally:
+        outcomes.close()  # an interrupt stops the cluster's remaining jobs
+
+
+def _enhance_on_worker(job: Job, *, spec: ModelSpec, settings: Settings) -> Outcome:
+    from ..parallel import worker_state
+
+    state = worker_state()
+    return enhance_job(job, lambda: state.get(("enhancer", spec), spec.load), settings)

@@ -13,22 +13,21 @@ raises is recorded in the item's :class:`Record` (``status`` and ``error``) and 
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
 
 from ..errors import SiceError
 from ..imageops import from_float32, to_float32
+from ..parallel import check_parallel, run_each, worker_state
 from .baselines import BASELINES
 from .metrics import DEFAULT_METRICS, METRICS, compute_metrics
 from .protocols import PROTOCOLS, EvalItem, exposure_of, items_for, oriented, photo_items
@@ -70,12 +69,10 @@ def _signature(name: str) -> str:
     return f"model:{name}:{','.join(stamps)}:v{CACHE_VERSION}"
 
 
-_LOADED: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
-
-
 def resolve_method(name: str) -> Callable[[np.ndarray], np.ndarray]:
     """``name`` -> ``fn(rgb float32 [0, 1]) -> rgb``: a baseline, else a model by registry name
-    or checkpoint path through :class:`sice.enhancement.Enhancer` (loaded once per process).
+    or checkpoint path through :class:`sice.enhancement.Enhancer` (loaded once per worker, kept
+    in its :func:`sice.parallel.worker_state`).
 
     Raises
     ------
@@ -84,11 +81,13 @@ def resolve_method(name: str) -> Callable[[np.ndarray], np.ndarray]:
     """
     if name in BASELINES:
         return BASELINES[name]
-    if name not in _LOADED:
-        from ..enhancement import Enhancer
+    return worker_state().get(("eval-method", name), lambda: _load_model(name))
 
-        _LOADED[name] = Enhancer(name).enhance_rgb
-    return _LOADED[name]
+
+def _load_model(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    from ..enhancement import Enhancer
+
+    return Enhancer(name).enhance_rgb
 
 
 @dataclasses.dataclass
@@ -281,23 +280,11 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _worker_init() -> None:
-    # One thread per worker process: N workers x M library threads would oversubscribe.
-    cv2.setNumThreads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-
-
 # ------------------------------------------------------------------------------------ driver
 
 def evaluate(dataset: os.PathLike | str, methods: Sequence[str], *, protocol: str = "levels",
              out_dir: os.PathLike | str, metrics: Sequence[str] = DEFAULT_METRICS, workers: int = 1,
-             limit: int | None = None, split: str | None = None, split_seed: int = 0,
+             cluster: str | None = None, limit: int | None = None, split: str | None = None, split_seed: int = 0,
              progress: bool = True) -> EvalResult:
     """Evaluate ``methods`` on ``dataset`` with ``protocol``; results cached under ``out_dir``.
 
@@ -314,7 +301,11 @@ def evaluate(dataset: os.PathLike | str, methods: Sequence[str], *, protocol: st
     metrics : sequence of str
         Keys of :data:`~sice.evaluation.metrics.METRICS`.
     workers : int
-        Worker processes (1: in this process).
+        Worker processes of this machine (1: in this process).
+    cluster : str, optional
+        Evaluate on a Dask cluster instead: ``local:N`` or a scheduler address
+        (:func:`sice.parallel.run_each`; dataset and report folder on a file system every
+        worker sees). The tables are the same as from one process.
     limit : int, optional
         Use only the first ``limit`` scenes (after the split).
     split : {"train", "val", "test"}, optional
@@ -329,7 +320,9 @@ def evaluate(dataset: os.PathLike | str, methods: Sequence[str], *, protocol: st
     DatasetError
         The dataset folder is unusable as a whole.
     ValueError
-        Unknown protocol, metric or split; no method; ``workers`` < 1.
+        Unknown protocol, metric or split; no method; ``workers`` < 1 or a bad ``cluster``.
+    ClusterError
+        ``cluster`` given and Dask missing or the scheduler unreachable.
     ModelError
         A method is neither a baseline nor a loadable model.
     """
@@ -344,8 +337,7 @@ def evaluate(dataset: os.PathLike | str, methods: Sequence[str], *, protocol: st
     methods = list(dict.fromkeys(methods))
     if not methods:
         raise ValueError("methods must name at least one method")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    cluster = check_parallel(workers, cluster)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     # A model that cannot be loaded at all is a usage error, reported once before any work
@@ -387,33 +379,24 @@ def evaluate(dataset: os.PathLike | str, methods: Sequence[str], *, protocol: st
     records: list[Record] = []
     computed = 0
     bar = _progress(len(tasks), progress, f"eval {protocol}")
+    outcomes = run_each(_evaluate_item, tasks, workers=workers, cluster=cluster)
     try:
-        if workers == 1 or len(tasks) <= 1:
-            results: Iterable = map(_evaluate_item, tasks)
-            for recs, probs, n in results:
-                records += [Record(**r) for r in recs]
-                problems += probs
-                computed += n
-                bar.update(1)
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-                futures = {pool.submit(_evaluate_item, t): t[0] for t in tasks}
-                for fut in cf.as_completed(futures):
-                    item = futures[fut]
-                    try:
-                        recs, probs, n = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - a dead worker fails its item only
-                        reason = f"worker failed: {type(exc).__name__}: {exc}"
-                        recs, probs, n = [dict(scene=item.scene, index=item.index, count=item.count,
-                                               level=item.level, frame=str(item.frame), item_id=item.id,
-                                               method=m, status="failed", error=reason) for m in methods], \
-                            [(item.id, reason)], 0
-                    records += [Record(**r) for r in recs]
-                    problems += probs
-                    computed += n
-                    bar.update(1)
+        for outcome in outcomes:
+            if outcome.error is None:
+                recs, probs, n = outcome.value
+            else:  # the item's worker died or _evaluate_item failed: its item fails, not the run
+                item = outcome.item[0]
+                reason = f"worker failed: {outcome.error}"
+                recs, probs, n = [dict(scene=item.scene, index=item.index, count=item.count,
+                                       level=item.level, frame=str(item.frame), item_id=item.id,
+                                       method=m, status="failed", error=reason) for m in methods], \
+                    [(item.id, reason)], 0
+            records += [Record(**r) for r in recs]
+            problems += probs
+            computed += n
+            bar.update(1)
     finally:
+        outcomes.close()
         bar.close()
     order = {(i.id): k for k, i in enumerate(items)}
     mpos = {m: k for k, m in enumerate(methods)}
