@@ -110,6 +110,35 @@ def test_unknown_model_is_one_line(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "unknown model 'no-such-model'" in r.stderr
 
 
+def test_the_default_model_enhances_without_importing_torch(tmp_path):
+    # importing torch took 1.4-2.3 s, more than the rest of a 20 MP photo's whole process: the
+    # shipped model's onnxruntime path must not pull it in through any import
+    _photo(tmp_path / "a.jpg")
+    code = ("import sys\nfrom sice.cli.main import main\ntry:\n"
+            "    main(['enhance', sys.argv[1], '-o', sys.argv[2], '-q'])\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print('torch imported:', 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.jpg"), str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "o" / "a.jpg").is_file()
+    assert r.stdout.splitlines()[-1] == "torch imported: False"
+
+
+def test_a_model_that_cannot_load_is_the_one_error_even_if_the_first_photo_is_broken(tmp_path):
+    # the model loads while the first photo is read: the model's error must still come alone,
+    # not after (or instead of) a per-file failure of that photo
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    _photo(tmp_path / "in" / "b.png")
+    (tmp_path / "bad.onnx").write_bytes(b"not an onnx graph")
+    (tmp_path / "bad.onnx.json").write_text('{"kind": "tone", "config": {"name": "tonegrid"}, "work_size": 768}')
+    r = run("enhance", tmp_path / "in", "-o", tmp_path / "o", "--model", tmp_path / "bad.onnx")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().count("\n") == 0 and "not a loadable ONNX model" in r.stderr, r.stderr
+    assert not (tmp_path / "o" / "b.png").exists()
+
+
 # --------------------------------------------------------------------------------------------
 # Issue 16: no photo lost to a name collision, bad entries do not abort the batch, names escaped
 # --------------------------------------------------------------------------------------------

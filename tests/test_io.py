@@ -266,3 +266,52 @@ def test_spool_stream_copies_a_stream_larger_than_its_chunk(tmp_path):
     data = np.random.default_rng(0).integers(0, 256, 3 * 2**20 + 17, dtype=np.uint8).tobytes()
     path = sio.spool_stream(_io.BytesIO(data), tmp_path)
     assert path.parent == tmp_path and path.read_bytes() == data
+
+
+def test_jpeg_writer_writes_what_pillow_writes():
+    """The JPEG writer (OpenCV's libjpeg-turbo, metadata segments added by sice) gives the file
+    Pillow gives for the same quality, subsampling, EXIF and ICC profile: same segments in the
+    same order, same quantisation tables and sampling, the same pixels when decoded."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    px = _pattern(h=45, w=70)
+    cases = [(q, ss, meta) for q in (1, 50, 75, 90, 95, 100) for ss in (None, 0, 1, 2)
+             for meta in ({}, {"exif": exif.tobytes()}, {"icc": icc},
+                          {"exif": exif.tobytes(), "icc": icc * 150})]  # 150 copies: two APP2 chunks
+    for quality, subsampling, meta in cases:
+        got = sio._encode_jpeg(px, quality=quality, subsampling=subsampling, exif=meta.get("exif"),
+                               icc=meta.get("icc"))
+        buf = _io.BytesIO()
+        Image.fromarray(px).save(buf, format="JPEG", quality=quality, optimize=False,
+                                     subsampling=(0 if quality >= 90 else 2) if subsampling is None else subsampling,
+                                     exif=meta.get("exif", b""), icc_profile=meta.get("icc"))
+        want = buf.getvalue()
+        case = (quality, subsampling, sorted(meta))
+        assert _jpeg_segments(got) == _jpeg_segments(want), case
+        with Image.open(_io.BytesIO(got)) as a, Image.open(_io.BytesIO(want)) as b:
+            assert a.quantization == b.quantization, case
+            assert a.info.get("icc_profile") == b.info.get("icc_profile"), case
+            assert a.getexif().get(0x010F) == b.getexif().get(0x010F), case
+            assert sio.jpeg_subsampling(_io.BytesIO(got)) == sio.jpeg_subsampling(_io.BytesIO(want)), case
+            assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 1, case
+
+
+def test_jpeg_writer_refuses_exif_too_long_for_a_segment():
+    with pytest.raises(ValueError, match="EXIF data is too long"):
+        sio.encode_image(_pattern(), "JPEG", quality=90, like=sio.ImageFile(_pattern(), "JPEG", 8,
+                                                                             b"Exif\0\0" + bytes(65530), None, None))
+
+
+def _jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
+    """(marker, body) of each segment before the scan data: APPn, DQT, SOF, DHT, SOS."""
+    out, pos = [], 2
+    while pos + 4 <= len(data):
+        marker, size = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
+        out.append((marker, data[pos + 4:pos + 2 + size]))
+        if marker == 0xDA:
+            break
+        pos += 2 + size
+    return out

@@ -9,7 +9,9 @@ Decoders: libjpeg-turbo through simplejpeg for JPEG (strict: data that ends earl
 not grey rows), Pillow for the other 8-bit files (PNG, BMP, WebP, 8-bit TIFF) and for headers and
 metadata, OpenCV for 16-bit PNG (Pillow reduces 16-bit colour PNG to 8 bits), tifffile for 16-bit
 and float TIFF. Every file is read through one handle with a byte budget set by its declared
-size (see :func:`read_image`).
+size (see :func:`read_image`). Encoders: OpenCV's libjpeg-turbo for 8-bit RGB JPEG (the file
+Pillow writes, metadata segments added here), Pillow for the other 8-bit files, sice's own PNG
+writer for 16-bit PNG, tifffile for 16-bit and float TIFF.
 """
 from __future__ import annotations
 
@@ -811,6 +813,10 @@ def _encode(arr: np.ndarray, fmt: str, *, quality: int, exif: bytes | None, icc:
             compress_level: int = 6, subsampling: int | None = None) -> bytes:
     import io as _io
 
+    if fmt == "JPEG" and arr.dtype == np.uint8 and arr.shape[2] == 3:
+        data = _encode_jpeg(arr, quality=quality, subsampling=subsampling, exif=exif, icc=icc)
+        if data is not None:
+            return data
     if arr.dtype == np.uint16 and fmt == "PNG":
         return _encode_png16(arr, exif=exif, icc=icc, compress_level=compress_level)
     if fmt == "TIFF" and arr.dtype != np.uint8:
@@ -837,6 +843,55 @@ def _encode(arr: np.ndarray, fmt: str, *, quality: int, exif: bytes | None, icc:
     buf = _io.BytesIO()
     im.save(buf, format=fmt, **params)
     return buf.getvalue()
+
+
+#: Largest JPEG marker segment body (its length field counts itself: 65535 - 2).
+_JPEG_MARKER_BYTES = 65533
+#: ``ICC_PROFILE\0``, then the chunk's number and the number of chunks (ICC.1, annex B.4).
+_ICC_CHUNK_HEAD = b"ICC_PROFILE\0"
+
+
+def _encode_jpeg(arr: np.ndarray, *, quality: int, subsampling: int | None, exif: bytes | None,
+                 icc: bytes | None) -> bytes | None:
+    """8-bit RGB pixels as a JPEG file: the bytes Pillow's ``save`` writes with the same
+    quality, subsampling, EXIF and ICC profile (both wrap the same libjpeg-turbo with its
+    defaults), without Pillow's copy of the pixels into its own 4-bytes-per-pixel layout, which
+    cost a 20 MP photo as much time as the compression itself.
+
+    OpenCV compresses (BGR order, so RGB is swapped once) and writes SOI and the JFIF APP0
+    segment (grey is left to Pillow, which marks its one component 2x2-sampled at 4:2:0); the EXIF (APP1) and ICC (APP2, in chunks) segments follow it, where Pillow puts them.
+    Like Pillow, EXIF over 65533 bytes is refused with ValueError. None when OpenCV cannot
+    encode the picture (over 65500 pixels wide or high): Pillow then reports why.
+    """
+    import cv2
+
+    if subsampling is None:
+        subsampling = 0 if quality >= 90 else 2
+    sampling = (cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+                cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420)[subsampling]
+    segments = []
+    if exif:
+        if len(exif) > _JPEG_MARKER_BYTES:
+            raise ValueError("EXIF data is too long")
+        segments.append(_jpeg_segment(0xE1, exif))
+    if icc:
+        size = _JPEG_MARKER_BYTES - len(_ICC_CHUNK_HEAD) - 2
+        chunks = [icc[i:i + size] for i in range(0, len(icc), size)]
+        if len(chunks) > 255:
+            raise ValueError(f"ICC profile is too large for JPEG ({len(icc):,} bytes)")
+        segments += [_jpeg_segment(0xE2, _ICC_CHUNK_HEAD + bytes([k + 1, len(chunks)]) + chunk)
+                     for k, chunk in enumerate(chunks)]
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(arr, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality),
+                                                cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling])
+    data = encoded.tobytes() if ok else b""
+    if data[:4] != b"\xff\xd8\xff\xe0":  # SOI + APP0: what libjpeg writes for YCbCr
+        return None
+    end_of_app0 = 4 + int.from_bytes(data[4:6], "big")
+    return data[:end_of_app0] + b"".join(segments) + data[end_of_app0:]
+
+
+def _jpeg_segment(marker: int, body: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:

@@ -197,13 +197,14 @@ class _Run:
         if not todo:
             return
         prepare_outputs(plan, todo)
-        enhancer = self.load()
         if str(todo[0].output) == STDIO:  # one input, to standard output
             self.run_job(todo[0])
             return
         o = self.options
-        spec = ModelSpec(o["model"], device=o["device"], backend=enhancer.backend, tile=o["tile"])
-        outcomes = enhance_jobs(todo, self.settings, enhancer=enhancer, spec=spec, cluster=o["cluster"])
+        spec = None
+        if o["cluster"] is not None:  # every worker runs the backend this process resolves
+            spec = ModelSpec(o["model"], device=o["device"], backend=self.load().backend, tile=o["tile"])
+        outcomes = enhance_jobs(todo, self.settings, load_enhancer=self.load, spec=spec, cluster=o["cluster"])
         for outcome in _progress(outcomes, len(todo), enabled=not (self.quiet or self.verbose)):
             self.outcome(outcome)
 
@@ -211,7 +212,7 @@ class _Run:
         from ..enhancement.batch import Outcome, enhance_job, failure_reason
 
         if str(job.output) != "-":
-            self.outcome(enhance_job(job, self.load(), self.settings))
+            self.outcome(enhance_job(job, self.load, self.settings))
             return
         start = time.perf_counter()
         try:

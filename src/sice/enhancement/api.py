@@ -318,22 +318,47 @@ def enhance_file(src: os.PathLike | str, dst: os.PathLike | str, *, model: Any =
     """Read ``src``, enhance it, write ``dst`` atomically; the implementation of
     :func:`sice.enhance_file` (documented there). ``enhancer``: an :class:`Enhancer` to use
     instead of loading ``model``; other keywords go to :class:`Enhancer`."""
-    from ..errors import ImageWriteError
-    from ..io import read_image, write_image
+    image = read_source(src, dst, compare=compare, max_pixels=max_pixels)
+    enhancer = enhancer or _cached_enhancer(model, **kwargs)
+    out = enhancer.enhance_pixels(image.pixels, strength=strength)
+    return write_enhanced(image, out, dst, quality=quality, compare=compare, overwrite=overwrite)
 
-    src, dst = Path(src), Path(dst)
-    if dst.exists() and _same_file(src, dst):
-        raise ImageWriteError(dst, "output path is the input file; refusing to overwrite an input")
-    if compare is not None and Path(compare).exists() and _same_file(src, Path(compare)):
-        raise ImageWriteError(compare, "output path is the input file; refusing to overwrite an input")
+
+def read_source(src: os.PathLike | str, dst: os.PathLike | str | None = None, *,
+                compare: os.PathLike | str | None = None, max_pixels: int | None = None):
+    """The first half of :func:`enhance_file`: ``src`` decoded (:class:`sice.io.ImageFile`),
+    once it is sure that neither ``dst`` nor ``compare`` is ``src`` itself.
+
+    Raises
+    ------
+    ImageWriteError
+        ``dst`` or ``compare`` is the input file.
+    ImageReadError
+        ``src`` cannot be read, is over ``max_pixels``, or is a float image outside [0, 1].
+    """
+    from ..errors import ImageWriteError
+    from ..io import read_image
+
+    src = Path(src)
+    for target in (dst, compare):
+        if target is not None and Path(target).exists() and _same_file(src, Path(target)):
+            raise ImageWriteError(target, "output path is the input file; refusing to overwrite an input")
     image = read_image(src, max_pixels=max_pixels)
     try:
         check_float_range(image.pixels)
     except ValueError as exc:  # a float TIFF outside [0, 1]: a problem of that file, named
         raise ImageReadError(src, str(exc)) from None
-    enhancer = enhancer or _cached_enhancer(model, **kwargs)
-    out = enhancer.enhance_pixels(image.pixels, strength=strength)
-    q, subsampling = jpeg_settings(src, dst, quality)
+    return image
+
+
+def write_enhanced(image, out: np.ndarray, dst: os.PathLike | str, *, quality: int | None = None,
+                   compare: os.PathLike | str | None = None, overwrite: bool = True) -> Path:
+    """The second half of :func:`enhance_file`: the enhanced pixels ``out`` of ``image`` (from
+    :func:`read_source`) written to ``dst`` like the source (metadata; a JPEG's quality and
+    subsampling unless ``quality`` is given), and the before/after image to ``compare``."""
+    from ..io import write_image
+
+    q, subsampling = jpeg_settings(image.path, dst, quality)
     path = write_image(dst, out, like=image, quality=q, subsampling=subsampling, overwrite=overwrite)
     if compare is not None:
         write_image(compare, before_after_image(image.pixels, out), like=image, quality=q, overwrite=overwrite)
@@ -369,13 +394,9 @@ def enhance_to_bytes(src: os.PathLike | str, *, enhancer: Enhancer, strength: fl
     ValueError
         A ``strength`` the model cannot take.
     """
-    from ..io import FORMATS, encode_image, read_image
+    from ..io import FORMATS, encode_image
 
-    image = read_image(src, max_pixels=max_pixels)
-    try:
-        check_float_range(image.pixels)
-    except ValueError as exc:
-        raise ImageReadError(src, str(exc)) from None
+    image = read_source(src, max_pixels=max_pixels)
     out = enhancer.enhance_pixels(image.pixels, strength=strength)
     fmt = format or image.format
     q, subsampling = jpeg_settings(src, "out" + FORMATS[fmt][0], quality)

@@ -24,7 +24,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import SiceError
 from ..io import EXTENSIONS, is_image_path, natural_key
@@ -471,22 +471,75 @@ def prepare_outputs(plan: Plan, jobs: list[Job]) -> None:
         remove_stale_parts(folder, names)
 
 
-def enhance_job(job: Job, enhancer, settings: Settings) -> Outcome:
-    """Enhance one planned job into its output file(s); a failure becomes the outcome, never an
-    exception (``KeyboardInterrupt`` still stops the batch)."""
+def run_jobs(jobs: Iterable[Job], load_enhancer: Callable[[], Any], settings: Settings) -> Iterator[Outcome]:
+    """One outcome per job, in order, each enhanced by the enhancer ``load_enhancer()`` returns.
+
+    Two cores share the work: the model loads on one thread while the first photo is read on
+    another, and each next photo is read while the one before it is enhanced and written
+    (onnxruntime builds its session, libjpeg decodes and OpenCV computes without holding the
+    GIL). A single photo pays the longer of loading and reading, not their sum; the photo read
+    ahead is the only extra memory (60 MB at 20 MP). A model that cannot load stops the batch
+    with its own error, before any photo's outcome.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="sice-load") as loader, \
+            ThreadPoolExecutor(1, thread_name_prefix="sice-read") as reader:
+        loading = loader.submit(load_enhancer)
+        reads = ((job, reader.submit(read_job, job, settings)) for job in jobs)
+        ahead = next(reads, None)
+        while ahead is not None:
+            job, reading = ahead
+            ahead = next(reads, None)  # the next photo is read while this one is enhanced
+            yield finish_job(job, reading.result(), loading.result, settings)
+
+
+def enhance_job(job: Job, get_enhancer: Callable[[], Any], settings: Settings) -> Outcome:
+    """Enhance one planned job into its output file(s) (:func:`read_job`, then
+    :func:`finish_job`); a failure of the file becomes the outcome, never an exception."""
+    return finish_job(job, read_job(job, settings), get_enhancer, settings)
+
+
+def read_job(job: Job, settings: Settings) -> tuple[Any, Exception | None, float]:
+    """The photo of ``job``, read: ``(ImageFile, None, seconds)``, or ``(None, the exception,
+    seconds)`` when it cannot be (one bad file must not stop a library-sized batch)."""
     import time
 
-    from .api import enhance_file, jpeg_settings
+    from .api import read_source
 
     start = time.perf_counter()
     try:
         for target in job.targets():
             target.parent.mkdir(parents=True, exist_ok=True)
-        enhance_file(job.source, job.output, enhancer=enhancer, strength=settings.strength,
-                     quality=settings.quality, compare=job.compare, max_pixels=settings.max_pixels)
-    except Exception as exc:  # one bad file must not stop a library-sized batch
+        image = read_source(job.source, job.output, compare=job.compare, max_pixels=settings.max_pixels)
+    except Exception as exc:
+        return None, exc, time.perf_counter() - start
+    return image, None, time.perf_counter() - start
+
+
+def finish_job(job: Job, read: tuple[Any, Exception | None, float], get_enhancer: Callable[[], Any],
+               settings: Settings) -> Outcome:
+    """The outcome of ``job`` once :func:`read_job` has ``read`` its photo: enhanced and written,
+    or the failure of the file (``KeyboardInterrupt`` still stops the batch).
+
+    ``get_enhancer()`` is asked for the enhancer first, outside that error handling: a model
+    that cannot load is the batch's error, not this file's.
+    """
+    import time
+
+    from .api import jpeg_settings, write_enhanced
+
+    image, error, seconds = read
+    enhancer = get_enhancer()
+    if error is not None:
+        return Outcome.of(job, job.source, "failed", error=failure_reason(error, job.source))
+    start = time.perf_counter()
+    try:
+        out = enhancer.enhance_pixels(image.pixels, strength=settings.strength)
+        write_enhanced(image, out, job.output, quality=settings.quality, compare=job.compare)
+    except Exception as exc:
         return Outcome.of(job, job.source, "failed", error=failure_reason(exc, job.source))
-    seconds = time.perf_counter() - start
+    seconds += time.perf_counter() - start
     quality = None
     if job.output.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".webp"):
         quality = jpeg_settings(job.source, job.output, settings.quality)[0]
@@ -521,24 +574,25 @@ class ModelSpec:
         return Enhancer(self.model, device=self.device, backend=self.backend, tile=self.tile)
 
 
-def enhance_jobs(jobs: list[Job], settings: Settings, *, enhancer=None, spec: ModelSpec | None = None,
-                 cluster: str | None = None) -> Iterator[Outcome]:
-    """One :class:`Outcome` per job, as each finishes (:func:`sice.parallel.run_each`).
+def enhance_jobs(jobs: list[Job], settings: Settings, *, load_enhancer: Callable[[], Any],
+                 spec: ModelSpec | None = None, cluster: str | None = None) -> Iterator[Outcome]:
+    """One :class:`Outcome` per job.
 
-    Without ``cluster`` the jobs run here, in order, through ``enhancer``; with one, each of
-    the cluster's workers loads ``spec``'s model once and runs the jobs it is given (the
-    paths of the plan must be the same on every worker: a shared file system). A job whose
-    worker died on every try is a failed outcome.
+    Without ``cluster`` the jobs run here, in order, through the enhancer ``load_enhancer()``
+    returns (:func:`run_jobs`: the model loads while the first photo is read). With one, each
+    of the cluster's workers loads ``spec``'s model once and runs the jobs it is given, and the
+    outcomes come as each finishes (:func:`sice.parallel.run_each`; the paths of the plan must
+    be the same on every worker: a shared file system). A job whose worker died on every try
+    is a failed outcome.
     """
     import functools
 
     from ..parallel import run_each
 
     if cluster is None:
-        fn = functools.partial(enhance_job, enhancer=enhancer, settings=settings)
-    else:
-        fn = functools.partial(_enhance_on_worker, spec=spec, settings=settings)
-    outcomes = run_each(fn, jobs, cluster=cluster)
+        yield from run_jobs(jobs, load_enhancer, settings)
+        return
+    outcomes = run_each(functools.partial(_enhance_on_worker, spec=spec, settings=settings), jobs, cluster=cluster)
     try:
         for done in outcomes:
             job = done.item
@@ -550,4 +604,5 @@ def enhance_jobs(jobs: list[Job], settings: Settings, *, enhancer=None, spec: Mo
 def _enhance_on_worker(job: Job, *, spec: ModelSpec, settings: Settings) -> Outcome:
     from ..parallel import worker_state
 
-    return enhance_job(job, worker_state().get(("enhancer", spec), spec.load), settings)
+    state = worker_state()
+    return enhance_job(job, lambda: state.get(("enhancer", spec), spec.load), settings)
