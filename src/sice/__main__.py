@@ -1,5 +1,5 @@
 """``python -m sice`` (also what ``torchrun -m sice train`` runs)."""
-from .cli.main import main
+from .cli.main import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -16,6 +16,20 @@ PIP_NAMES = {"cv2": "opencv-contrib-python-headless", "PIL": "pillow", "skimage"
              "yaml": "pyyaml", "google": "protobuf"}
 
 
+_FAST_EXIT = False
+
+
+def allow_fast_exit() -> None:
+    """Say that this command has finished everything it writes (outputs are atomic and fsynced,
+    nothing runs in the background), so ``sice`` may skip the interpreter's teardown at exit."""
+    global _FAST_EXIT
+    _FAST_EXIT = True
+
+
+def fast_exit_allowed() -> bool:
+    return _FAST_EXIT
+
+
 def report_errors(fn):
     """Decorator for click command bodies: a :class:`SiceError` (or OSError) becomes
     ``sice: error: <message>`` on stderr and exit status 1 — one line, no traceback. A missing

@@ -27,10 +27,19 @@ _BASELINE = ("import cv2, sys; a = cv2.imread(sys.argv[1]); "
 TARGET_RATIO, TARGET_BATCH_RATIO, TARGET_RSS_MIB = 2.0, 1.6, 512
 
 
+def _child_env() -> dict:
+    """The commands run as an installed package does: Python may cache the bytecode of sice's
+    modules (pip compiles them at install; with PYTHONDONTWRITEBYTECODE set, as in some shells,
+    every run would compile sice from source, a cost no installed copy pays)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def _run(cmd: list[str]) -> tuple[float, float]:
     """Run a command; return (wall seconds, peak RSS in MiB) of that child alone."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_child_env())
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -69,6 +78,8 @@ def bench_command(image, model, runs, batch):
             commands["batch"] = exe + [str(folder), "-o", str(tmp / "batch-out"), *extra]
         walls: dict[str, list[float]] = {name: [] for name in commands}
         rss = dict.fromkeys(commands, 0.0)
+        for cmd in commands.values():  # warm-up, not counted: the file cache and bytecode, for all
+            _run(cmd)
         for _ in range(runs):
             for name, cmd in commands.items():
                 w, r = _run(cmd)
@@ -80,7 +91,7 @@ def bench_command(image, model, runs, batch):
             mp = im.size[0] * im.size[1] / 1e6
     best = {name: min(w) for name, w in walls.items()}
     median = {name: statistics.median(w) for name, w in walls.items()}
-    click.echo(f"photo: {image} ({mp:.1f} MP), {runs} round(s); seconds as best / median")
+    click.echo(f"photo: {image} ({mp:.1f} MP), {runs} round(s) after a warm-up; seconds as best / median")
     click.echo(f"opencv decode+encode (whole process): {best['base']:.2f} / {median['base']:.2f} s, "
                f"peak RSS {rss['base']:.0f} MiB")
     click.echo(f"sice enhance (whole process):         {best['single']:.2f} / {median['single']:.2f} s, "

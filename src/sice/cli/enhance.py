@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import SiceError
-from ._common import BatchReport, cluster_option, one_line, report_errors
+from ._common import BatchReport, allow_fast_exit, cluster_option, one_line, report_errors
 
 _EXAMPLES = """
 \b
@@ -122,6 +122,8 @@ def command(inputs, output, model, strength, compare, suffix, recursive, fmt, qu
     if sample and plan.jobs and plan.jobs[-1].compare is not None and plan.jobs[-1].compare.exists():
         run.note(f"the sample input is {plan.jobs[-1].source}; {plan.jobs[-1].compare} shows it (before) "
                  "next to its enhanced version (after)")
+    if cluster is None:  # a cluster's client shuts down in the normal exit
+        allow_fast_exit()
     run.finish(single=len(plan.jobs) + len(plan.failures) <= 1)
 
 
