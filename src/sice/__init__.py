@@ -10,7 +10,7 @@ Heavy modules (torch, OpenCV) are imported on first use, so ``import sice`` is c
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def enhance(image, *, model=None, strength=1.0, channel_axis=-1, **kwargs):

@@ -82,6 +82,15 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def same_file(a: os.PathLike | str, b: os.PathLike | str) -> bool:
+    """Whether ``a`` and ``b`` are the same file (hard links and symbolic links included); False
+    when either cannot be looked at."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def is_stale_part(name: str, targets: Iterable[str] | None = None) -> bool:
     """Whether ``name`` is a temp file an atomic writer left (``.<target>.<random>.part``), and,
     when ``targets`` is given, one of those targets'."""

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .. import __version__
+from ..version import __version__
 from ._common import LazyGroup, fast_exit_allowed, one_line
 
 # name -> (module, attribute, one-line help). The single table that feeds the CLI.

@@ -211,7 +211,6 @@ def resolve_generators(names: Sequence[str] | None = None) -> tuple[tuple, dict]
         if unknown:
             raise ValueError(f"unknown generator(s) {', '.join(unknown)}; known: {', '.join(fusion.GENERATORS)}")
     usable, skipped = fusion.available_generators(None if names is None else list(names))
-    usable = [getattr(g, "name", g) for g in usable]
     return tuple((name, functools.partial(fusion.run_generator, name)) for name in usable), dict(skipped)
 
 

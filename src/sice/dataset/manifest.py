@@ -49,7 +49,7 @@ def read_scene_entries(dataset: os.PathLike | str, names: Iterable[str] | None =
 def write_manifest(dataset: os.PathLike | str, entries: dict, *, failed: Sequence[tuple[str, str]] = (),
                    options: dict | None = None) -> Path:
     """Merge scene entries into ``manifest.json`` atomically."""
-    from .. import __version__
+    from ..version import __version__
 
     manifest = {
         "format": FORMAT,

@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageReadError, ModelError, SiceError
-from ..imageops import from_float32, luminance, split_alpha, to_float32, to_rgb
+from ..files import same_file
+from ..imageops import from_float32, luminance, resize_long_side, split_alpha, to_float32, to_rgb
 from ..weights import DEFAULT_ALIAS
-from .apply import apply_log2_gain, apply_tone, gain_inputs, resize_long_side
+from .apply import apply_log2_gain, apply_tone, gain_inputs
 from .runners import load_runner
 
 DEFAULT_TILE = 512
@@ -341,7 +342,7 @@ def read_source(src: os.PathLike | str, dst: os.PathLike | str | None = None, *,
 
     src = Path(src)
     for target in (dst, compare):
-        if target is not None and Path(target).exists() and _same_file(src, Path(target)):
+        if target is not None and Path(target).exists() and same_file(src, Path(target)):
             raise ImageWriteError(target, "output path is the input file; refusing to overwrite an input")
     image = read_image(src, max_pixels=max_pixels)
     try:
@@ -475,12 +476,5 @@ def _require_cuda(device: str) -> None:
         why = (f"this torch ({torch.__version__}) is built without CUDA" if torch.version.cuda is None
                else "no CUDA device is visible")
         raise SiceError(f"device {device!r}: CUDA is not available ({why}); use device 'cpu'")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 

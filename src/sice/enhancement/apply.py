@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..imageops import REC601, to_float32
+from ..imageops import REC601, resize_long_side, to_float32
 
 def tiled_apply(image: np.ndarray | list[np.ndarray], fn: Callable[[np.ndarray], np.ndarray], *, tile: int,
                 overlap: int, multiple: int = 1, out_channels: int = 3) -> np.ndarray:
@@ -64,18 +64,6 @@ def tiled_apply(image: np.ndarray | list[np.ndarray], fn: Callable[[np.ndarray],
             res = fn(block(ya, yb, xa, xb))
             out[y0:y1, x0:x1] = res[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
     return out[:h, :w]
-
-
-def resize_long_side(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Area-downscale so the long side is at most ``size`` (never upscales)."""
-    import cv2
-
-    h, w = rgb.shape[:2]
-    s = size / max(h, w)
-    if s >= 1:
-        return rgb
-    nh, nw = max(1, round(h * s)), max(1, round(w * s))
-    return cv2.resize(np.ascontiguousarray(rgb), (nw, nh), interpolation=cv2.INTER_AREA)
 
 
 def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:

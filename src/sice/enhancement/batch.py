@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import SiceError
+from ..files import same_file
 from ..io import EXTENSIONS, is_image_path, natural_key
 
 #: The input name that means standard input (and, as ``-o -``, standard output).
@@ -281,7 +282,7 @@ def _refuse_inputs(jobs: list[Job], sources: list[Source], failures: list[tuple[
             if str(t) == STDIO:
                 continue
             hit = by_real.get(_real(t))
-            if hit is not None and _real(hit) == _real(job.source) or _same_file(job.source, t):
+            if hit is not None and _real(hit) == _real(job.source) or same_file(job.source, t):
                 reason = f"{t}: output path is the input file; refusing to overwrite an input"
             elif hit is not None:
                 reason = f"{t}: output path is another input of this batch ({hit}); refusing to overwrite an input"
@@ -374,13 +375,6 @@ def _real(path: Path | None) -> str:
 
 def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def stat_problem(path: Path) -> str | None:

@@ -23,10 +23,6 @@ import numpy as np
 from ..errors import ModelError, SiceError
 from .apply import tiled_apply
 
-#: Working resolution of grid models that do not say theirs.
-DEFAULT_WORK_SIZE = 1024
-
-
 class Runner(Protocol):
     """What the enhancement core needs from a loaded model."""
 
@@ -34,7 +30,7 @@ class Runner(Protocol):
     backend: str
     #: "tiles", "gain" or "tone" (:class:`sice.models.ModelConfig.photo_path`).
     photo_path: str
-    #: Long side of the working image of "gain" / "tone" models.
+    #: Long side of the working image of "gain" / "tone" models (0 for "tiles").
     work_size: int
 
     def photo_fields(self, thumb: np.ndarray, work: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -96,7 +92,7 @@ class TorchRunner:
         self.name = self.config.name
         self.device = device
         self.photo_path = self.config.photo_path
-        self.work_size = int(getattr(module, "work_size", DEFAULT_WORK_SIZE))
+        self.work_size = int(module.work_size) if self.photo_path != "tiles" else 0
         if device == "cpu":
             self.module = self.module.to(memory_format=torch.channels_last)
 
@@ -142,7 +138,9 @@ class OnnxRunner:
         self.config = sidecar["config"]
         self.name = name
         self.photo_path = self._PHOTO_PATHS[sidecar["kind"]]
-        self.work_size = int(sidecar.get("work_size") or DEFAULT_WORK_SIZE)
+        self.work_size = int(sidecar.get("work_size") or 0)
+        if self.photo_path != "tiles" and self.work_size < 1:
+            raise ModelError(f"{name}: the model config gives no working size for its fields (work_size)")
 
     @classmethod
     def from_file(cls, path: os.PathLike | str, name: str | None = None) -> "OnnxRunner":

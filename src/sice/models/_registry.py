@@ -102,8 +102,10 @@ def create_model(name: str, **kwargs) -> nn.Module:
     if builder is None:
         model_config(name)  # raises with the list of known names
     model = builder(**kwargs)
-    if config.photo_path != "tiles" and not callable(getattr(model, "photo_fields", None)):
-        raise TypeError(f"model {name!r} declares photo_path {config.photo_path!r} but has no photo_fields()")
+    if config.photo_path != "tiles" and not (callable(getattr(model, "photo_fields", None))
+                                             and isinstance(getattr(model, "work_size", None), int)):
+        raise TypeError(f"model {name!r} declares photo_path {config.photo_path!r}: it needs photo_fields() "
+                        "and an int work_size (the long side of the image its fields are computed at)")
     model.sice_config = config
     model.sice_kwargs = dict(kwargs)
     return model

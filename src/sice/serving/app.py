@@ -332,6 +332,6 @@ def _is_image_start(head: bytes) -> bool:
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__

@@ -108,12 +108,7 @@ def aux_for(rgb: np.ndarray, method: str = "auto", cache_dir: Path | None = None
                     return aux
             except (OSError, ValueError):
                 pass  # a damaged cache file is recomputed and rewritten
-    aux = aux_tensor(rgb, method=method)
-    aux = aux.detach().cpu().numpy() if hasattr(aux, "detach") else np.asarray(aux)
-    aux = aux.reshape(aux.shape[-3:]) if aux.ndim == 4 else aux
-    if aux.shape[0] == 2 and aux.shape[-1] != 2:  # (2, H, W) -> (H, W, 2)
-        aux = np.moveaxis(aux, 0, -1)
-    aux = np.ascontiguousarray(aux, dtype=np.float32)
+    aux = np.ascontiguousarray(np.moveaxis(aux_tensor(rgb, method=method), 0, -1), dtype=np.float32)
     if cached is not None:
         from ..files import atomic_write_bytes
 
