@@ -417,3 +417,12 @@ def test_device_cuda_without_cuda_is_one_line(tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("sice: error: device 'cuda': CUDA is not available (")
     assert not (tmp_path / "o" / "a.png").exists()
+
+
+def test_the_cli_tile_default_is_the_cores():
+    from sice.cli.enhance import command
+    from sice.enhancement.api import DEFAULT_TILE
+    from sice.enhancement.batch import ModelSpec
+
+    tile = next(p for p in command.params if p.name == "tile")
+    assert tile.default == DEFAULT_TILE == ModelSpec(None).tile == 512

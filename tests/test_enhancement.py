@@ -387,3 +387,18 @@ def test_the_api_keeps_a_few_enhancers_and_never_mixes_up_model_objects():
     assert recent.get(b) is not first  # an equal-looking model is another model
     recent.get(create_model("gaingrid", work_size=64))
     assert len(recent.entries) == 2 and recent.get(a) is not first  # bounded: a was dropped
+
+
+def test_enhance_to_bytes_takes_any_spelling_of_a_format_and_refuses_an_unknown_one(tmp_path):
+    from sice.enhancement import enhance_to_bytes
+    from sice.io import write_image
+
+    src = tmp_path / "a.png"
+    write_image(src, (np.random.default_rng(1).random((24, 32, 3)) * 120).astype(np.uint8))
+    enh = Enhancer("tonegrid:untrained")
+    data, fmt = enhance_to_bytes(src, enhancer=enh, format="jpg")
+    assert fmt == "JPEG" and data[:3] == b"\xff\xd8\xff"
+    assert enhance_to_bytes(src, enhancer=enh, format="jpeg") == (data, "JPEG")
+    assert enhance_to_bytes(src, enhancer=enh)[1] == "PNG"  # the input's own format
+    with pytest.raises(ValueError, match="format must be one of JPEG, PNG, TIFF, BMP, WEBP, got 'gif'"):
+        enhance_to_bytes(src, enhancer=enh, format="gif")

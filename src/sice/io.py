@@ -106,6 +106,16 @@ def max_pixels_default() -> int:
     return DEFAULT_MAX_PIXELS
 
 
+def format_name(format: str) -> str:
+    """A format as :data:`FORMATS` names it (``"jpg"``, ``"jpeg"``, ``"JPG"`` -> ``"JPEG"``);
+    ValueError for a format sice does not write."""
+    fmt = str(format).upper()
+    fmt = "JPEG" if fmt == "JPG" else "TIFF" if fmt == "TIF" else fmt
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    return fmt
+
+
 def format_for_path(path: os.PathLike | str) -> str | None:
     """The format that a file extension names (``"JPEG"`` for ``x.JPG``), or None."""
     return EXTENSIONS.get(Path(path).suffix.lower())
@@ -1049,10 +1059,7 @@ def encode_image(pixels: np.ndarray, format: str, *, like: ImageFile | None = No
     like : ImageFile, optional
         Source image whose EXIF and ICC profile are copied.
     """
-    fmt = format.upper()
-    fmt = "JPEG" if fmt == "JPG" else fmt
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    fmt = format_name(format)
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
     arr = np.asarray(pixels)

@@ -39,9 +39,9 @@ def _check_device(ctx, param, value: str) -> str:
               help="Registry name (see 'sice models'), a checkpoint .pt, or an .onnx file. "
                    "Default: the shipped model.")
 @click.option("-s", "--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True,
-              help="How much of the model's change to apply, 0-1: its gain field (in stops) and offset field "
-                   "are scaled before they reach the photo (0.5 = half the stops, 0 = the photo unchanged); "
-                   "not a blend of input and output.")
+              help="How much of the model's change to apply, 0-1, in its own tone domain: its gains are "
+                   "scaled in stops before they reach the photo (0.5 = half the stops, 0 = the photo unchanged; "
+                   "the default model's curves stay pinned at black and white); not a blend of input and output.")
 @click.option("--compare", is_flag=True,
               help="Also write NAME-compare.EXT next to each output: the input and the output side by side.")
 @click.option("--suffix", default="", metavar="TEXT",
@@ -65,6 +65,8 @@ def _check_device(ctx, param, value: str) -> str:
               help="cuda runs the model with torch on the GPU (an error if CUDA is not available).")
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
               help="auto: onnxruntime on the CPU when the model has an ONNX form, else torch.")
+# 512 = sice.enhancement.api.DEFAULT_TILE, written out so that 'sice enhance --help' imports no NumPy
+# (tests/test_cli_enhance.py checks that they agree)
 @click.option("--tile", type=click.IntRange(16, None), default=512, show_default=True,
               help="Tile size for full-resolution networks (memory vs. speed).")
 @click.option("--max-pixels", type=click.IntRange(1, None), default=None,
@@ -226,18 +228,13 @@ class _Run:
 
     def to_stdout(self, src: Path) -> None:
         """Enhance ``src`` and write the encoded image to standard output."""
-        from ..enhancement import jpeg_settings
-        from ..enhancement.batch import FORMAT_EXTENSIONS
-        from ..io import encode_image, format_for_path, read_image
+        from ..enhancement import enhance_to_bytes
 
         o, settings = self.options, self.settings
         if sys.stdout.isatty():
             raise SiceError("refusing to write image data to a terminal: redirect standard output, or give -o FILE")
-        image = read_image(src, max_pixels=settings.max_pixels)
-        out = self.load().enhance_pixels(image.pixels, strength=settings.strength)
-        fmt = format_for_path("x" + FORMAT_EXTENSIONS[o["fmt"]]) if o["fmt"] != "same" else image.format
-        q, subsampling = jpeg_settings(src, "x.jpg" if fmt == "JPEG" else "x.png", settings.quality)
-        data = encode_image(out, fmt, like=image, quality=q, subsampling=subsampling)
+        data, _ = enhance_to_bytes(src, enhancer=self.load(), strength=settings.strength, quality=settings.quality,
+                                   max_pixels=settings.max_pixels, format=None if o["fmt"] == "same" else o["fmt"])
         stream = sys.stdout.buffer
         stream.write(data)
         stream.flush()

@@ -322,7 +322,7 @@ def enhance_file(src: os.PathLike | str, dst: os.PathLike | str, *, model: Any =
     image = read_source(src, dst, compare=compare, max_pixels=max_pixels)
     enhancer = enhancer or _cached_enhancer(model, **kwargs)
     out = enhancer.enhance_pixels(image.pixels, strength=strength)
-    return write_enhanced(image, out, dst, quality=quality, compare=compare, overwrite=overwrite)
+    return write_enhanced(image, out, dst, quality=quality, compare=compare, overwrite=overwrite)[0]
 
 
 def read_source(src: os.PathLike | str, dst: os.PathLike | str | None = None, *,
@@ -353,17 +353,18 @@ def read_source(src: os.PathLike | str, dst: os.PathLike | str | None = None, *,
 
 
 def write_enhanced(image, out: np.ndarray, dst: os.PathLike | str, *, quality: int | None = None,
-                   compare: os.PathLike | str | None = None, overwrite: bool = True) -> Path:
+                   compare: os.PathLike | str | None = None, overwrite: bool = True) -> tuple[Path, int]:
     """The second half of :func:`enhance_file`: the enhanced pixels ``out`` of ``image`` (from
     :func:`read_source`) written to ``dst`` like the source (metadata; a JPEG's quality and
-    subsampling unless ``quality`` is given), and the before/after image to ``compare``."""
+    subsampling unless ``quality`` is given), and the before/after image to ``compare``.
+    Returns the path written and the JPEG/WebP quality it was given (:func:`jpeg_settings`)."""
     from ..io import write_image
 
     q, subsampling = jpeg_settings(image.path, dst, quality)
     path = write_image(dst, out, like=image, quality=q, subsampling=subsampling, overwrite=overwrite)
     if compare is not None:
         write_image(compare, before_after_image(image.pixels, out), like=image, quality=q, overwrite=overwrite)
-    return path
+    return path, q
 
 
 def enhance_to_bytes(src: os.PathLike | str, *, enhancer: Enhancer, strength: float = 1.0,
@@ -395,11 +396,12 @@ def enhance_to_bytes(src: os.PathLike | str, *, enhancer: Enhancer, strength: fl
     ValueError
         A ``strength`` the model cannot take.
     """
-    from ..io import FORMATS, encode_image
+    from ..io import FORMATS, encode_image, format_name
 
+    fmt = format_name(format) if format is not None else None
     image = read_source(src, max_pixels=max_pixels)
     out = enhancer.enhance_pixels(image.pixels, strength=strength)
-    fmt = format or image.format
+    fmt = fmt or image.format
     q, subsampling = jpeg_settings(src, "out" + FORMATS[fmt][0], quality)
     return encode_image(out, fmt, like=image, quality=q, subsampling=subsampling), fmt
 

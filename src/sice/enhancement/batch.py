@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import SiceError
 from ..files import same_file
+from .api import DEFAULT_TILE
 from ..io import EXTENSIONS, is_image_path, natural_key
 
 #: The input name that means standard input (and, as ``-o -``, standard output).
@@ -495,8 +496,9 @@ def enhance_job(job: Job, get_enhancer: Callable[[], Any], settings: Settings) -
 
 
 def read_job(job: Job, settings: Settings) -> tuple[Any, Exception | None, float]:
-    """The photo of ``job``, read: ``(ImageFile, None, seconds)``, or ``(None, the exception,
-    seconds)`` when it cannot be (one bad file must not stop a library-sized batch)."""
+    """The job's output folders made and its photo read: ``(ImageFile, None, seconds)``, or
+    ``(None, the exception, seconds)`` when either fails (one bad file must not stop a
+    library-sized batch; on a cluster the worker makes the folders it writes in)."""
     import time
 
     from .api import read_source
@@ -521,7 +523,7 @@ def finish_job(job: Job, read: tuple[Any, Exception | None, float], get_enhancer
     """
     import time
 
-    from .api import jpeg_settings, write_enhanced
+    from .api import write_enhanced
 
     image, error, seconds = read
     enhancer = get_enhancer()
@@ -530,13 +532,12 @@ def finish_job(job: Job, read: tuple[Any, Exception | None, float], get_enhancer
     start = time.perf_counter()
     try:
         out = enhancer.enhance_pixels(image.pixels, strength=settings.strength)
-        write_enhanced(image, out, job.output, quality=settings.quality, compare=job.compare)
+        _, quality = write_enhanced(image, out, job.output, quality=settings.quality, compare=job.compare)
     except Exception as exc:
         return Outcome.of(job, job.source, "failed", error=failure_reason(exc, job.source))
     seconds += time.perf_counter() - start
-    quality = None
-    if job.output.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".webp"):
-        quality = jpeg_settings(job.source, job.output, settings.quality)[0]
+    if job.output.suffix.lower() not in (".jpg", ".jpeg", ".jpe", ".webp"):
+        quality = None  # the outcome records a quality only where the format has one
     return Outcome.of(job, job.source, "written", quality=quality, seconds=seconds)
 
 
@@ -560,7 +561,7 @@ class ModelSpec:
     model: str | None
     device: str = "cpu"
     backend: str = "auto"
-    tile: int = 512
+    tile: int = DEFAULT_TILE
 
     def load(self):
         from .api import Enhancer

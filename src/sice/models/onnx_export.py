@@ -1,6 +1,6 @@
 """ONNX export of sice models (``sice export``); :class:`sice.enhancement.runners.OnnxRunner` runs them.
 
-Two kinds of graphs are exported, chosen by the model's config:
+Three kinds of graphs are exported, chosen by the model's config (``photo_path``):
 
 * gain-grid models (``photo_path="gain"``): inputs ``thumb`` (1, 3, 256, 256) and ``work``
   (1, 3, H, W), output ``log_gain`` (1, 3, H, W) (and ``offset`` (1, 3, H, W) for models with
@@ -8,10 +8,11 @@ Two kinds of graphs are exported, chosen by the model's config:
   (:mod:`sice.enhancement`);
 * tone-grid models (``photo_path="tone"``): the same inputs, outputs ``luma_gain`` and
   ``chroma_gain`` (1, 1, H, W), applied by :func:`sice.enhancement.apply_tone`;
-* fully convolutional networks: input ``rgb`` (1, 3, H, W) (plus ``aux`` (1, 2, H, W) for models
-  fed the luminance/detail split), output ``rgb`` (1, 3, H, W); run tiled like the torch path.
+* fully convolutional networks (``photo_path="tiles"``): input ``rgb`` (1, 3, H, W) (plus ``aux``
+  (1, 2, H, W) for models fed the luminance/detail split), output ``out`` (1, 3, H, W); run tiled
+  like the torch path.
 
-Height and width are dynamic in both. A JSON sidecar (``model.onnx.json``) carries the model's
+Height and width are dynamic in all three. A JSON sidecar (``model.onnx.json``) carries the model's
 config (its ``photo_path`` as ``kind``) so an ``.onnx`` file alone is enough to enhance.
 """
 from __future__ import annotations
