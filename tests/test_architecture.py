@@ -172,6 +172,47 @@ def test_no_import_cycles_among_sice_modules():
           "break a new cycle, or delete a known one that is gone")
 
 
+# --- the layers of docs/ARCHITECTURE.md -----------------------------------------------------------
+#: The floor: what every stage may import (it imports only within itself).
+FLOOR = {"errors", "version", "files", "imageops", "tensorops", "io", "childproc", "decomposition", "weights",
+         "webserver", "samples"}
+#: Package -> the other packages it may import besides the floor; the diagram of ARCHITECTURE.md.
+LAYERS = {
+    "cli": {"*"},
+    "__main__": {"cli"},
+    "serving": {"enhancement"},
+    "sice": {"enhancement"},  # sice/__init__.py: the functional API
+    "training": {"dataset", "evaluation", "models"},
+    "evaluation": {"dataset", "enhancement", "parallel"},
+    "enhancement": {"models", "parallel"},
+    "dataset": {"stack", "fusion", "screening", "parallel"},
+    "stack": set(), "fusion": set(), "models": set(), "screening": set(), "parallel": set(),
+}
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "sice"
+
+
+def test_packages_import_only_what_the_architecture_diagram_draws():
+    graph = import_graph(module_files())
+    wrong = []
+    for module, imported in graph.items():
+        here = _package(module)
+        for other, line in imported.items():
+            there = _package(other)
+            if there == here:
+                continue
+            allowed = (FLOOR if here in FLOOR else LAYERS.get(here, set()) | FLOOR)
+            if "*" not in LAYERS.get(here, set()) and there not in allowed:
+                wrong.append(f"{module} (line {line}) imports {other}")
+    packages = {_package(m) for m in graph}
+    assert packages <= FLOOR | set(LAYERS), f"packages missing from LAYERS: {sorted(packages - FLOOR - set(LAYERS))}"
+    assert not wrong, ("imports that docs/ARCHITECTURE.md does not draw (change the design or the diagram "
+                       "and LAYERS together):\n  " + "\n  ".join(wrong))
+
+
 # --- nothing test-only in the product -----------------------------------------------------------
 def _requirement_name(requirement: str) -> str:
     return re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0]
