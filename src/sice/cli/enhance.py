@@ -92,7 +92,8 @@ def command(inputs, output, model, strength, compare, suffix, recursive, fmt, qu
     Output paths go to stdout, one per line (--json: one JSON document); progress, notes and
     errors go to stderr, one line each. The exit status is 1 if any input failed.
     """
-    from ..enhancement.batch import STDIO, Settings, plan_batch
+    from ..enhancement.batch import Settings
+    from ..enhancement.plan import STDIO, plan_batch
 
     if quiet and verbose:
         raise click.UsageError("--quiet and --verbose exclude each other")
@@ -188,7 +189,8 @@ class _Run:
         return self.enhancer
 
     def batch(self, plan) -> None:
-        from ..enhancement.batch import STDIO, ModelSpec, collision_note, enhance_jobs, prepare_outputs, triage
+        from ..enhancement.batch import ModelSpec, enhance_jobs, prepare_outputs, triage
+        from ..enhancement.plan import STDIO, collision_note
 
         if not plan.jobs and not plan.failures:
             raise SiceError("no input images found")

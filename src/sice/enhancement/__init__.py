@@ -8,8 +8,10 @@ Read it top-down:
    onnxruntime; its registry config declares how photos reach it (``photo_path``).
 3. :mod:`~sice.enhancement.apply`: the full-resolution application (tiles for fully
    convolutional networks; gain and tone fields upsampled and applied strip by strip).
-4. :mod:`~sice.enhancement.batch`: a batch of files: inputs found, every output name planned
-   before anything is written, skip / overwrite, one outcome per file (the CLI only prints them).
+4. :mod:`~sice.enhancement.plan`: a batch of files: inputs found, every output name planned
+   before anything is written.
+5. :mod:`~sice.enhancement.batch`: the plan run: skip / overwrite, one outcome per file (the CLI
+   only prints them), here or on a cluster.
 """
 from .api import (
     Enhancer,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sice.enhancement.batch import collision_note, find_sources, plan_batch, stat_problem
+from sice.enhancement.plan import collision_note, find_sources, plan_batch, stat_problem
 from sice.errors import SiceError
 from sice.io import write_image
 
