@@ -128,10 +128,13 @@ def test_debevec_recovers_radiance_up_to_scale(stack):
     assert np.corrcoef(lum_true.ravel(), lum_est.ravel())[0, 1] >= 0.98
 
 
-def test_radiance_is_cached_and_read_only(stack):
+def test_radiance_is_shared_within_a_stack_and_read_only(stack):
+    from sice.fusion import shared_radiance
+
     frames, times = stack
-    a = hdr.debevec_radiance(frames, times)
-    b = hdr.debevec_radiance([f.copy() for f in frames], times * 10)  # any time scale: same stack
+    with shared_radiance():
+        a = hdr.debevec_radiance(frames, times)
+        b = hdr.debevec_radiance([f.copy() for f in frames], times * 10)  # any time scale: same stack
     assert a is b and not a.flags.writeable
 
 
@@ -298,3 +301,28 @@ def test_hdr_merge_recovers_cc0_radiance_up_to_scale(shared_data, merge):
     assert seen.mean() > 0.9
     r = np.corrcoef(np.log(lum_true[seen] + 1e-9), np.log(np.maximum(est[seen], 1e-9)))[0, 1]
     assert r >= 0.98, f"{merge}: log correlation {r:.4f}"
+
+
+def test_hdr_generators_share_a_stacks_radiance_only_inside_shared_radiance(monkeypatch):
+    from sice.fusion import hdr, shared_radiance
+
+    calls = []
+    real = hdr.cv2.createMergeDebevec
+
+    def counting():
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(hdr.cv2, "createMergeDebevec", counting)
+    rng = np.random.default_rng(0)
+    base = rng.random((24, 32, 3)).astype(np.float32)
+    frames = [np.clip(base * g, 0, 1) for g in (0.25, 1.0, 4.0)]
+    times = np.array([0.25, 1.0, 4.0])
+    first = hdr.debevec_radiance(frames, times)
+    hdr.debevec_radiance(frames, times)
+    assert len(calls) == 2  # no block: nothing is kept between calls
+    with shared_radiance():
+        a = hdr.debevec_radiance(frames, times)
+        b = hdr.debevec_radiance(frames, times)
+    assert len(calls) == 3 and a is b and not a.flags.writeable
+    np.testing.assert_array_equal(a, first)

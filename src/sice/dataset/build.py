@@ -285,9 +285,12 @@ def build_scene(source: SceneSource, dataset: os.PathLike | str, options: BuildO
     candidates_dir = dataset / CANDIDATE_DIR / source.name
     candidates_dir.mkdir(parents=True, exist_ok=True)
     generators: dict = {}
-    for name, fn in options.generators:
-        generators[name] = _run_one_generator(name, fn, frames, times, candidates_dir, dataset,
-                                              score_fn, stats_fn)
+    from ..fusion import shared_radiance
+
+    with shared_radiance():  # the HDR generators of this stack share its radiance maps
+        for name, fn in options.generators:
+            generators[name] = _run_one_generator(name, fn, frames, times, candidates_dir, dataset,
+                                                  score_fn, stats_fn)
     scored = {n: g for n, g in generators.items() if "error" not in g and math.isfinite(g["mef_ssim"])}
     if not scored:
         reasons = "; ".join(f"{n}: {g.get('error', 'no finite score')}" for n, g in generators.items())
@@ -347,10 +350,13 @@ def extend_scene(entry: dict, dataset: os.PathLike | str, options: BuildOptions)
     score_fn, stats_fn = _scorers(options, frames)
     candidates_dir = dataset / CANDIDATE_DIR / entry["scene"]
     candidates_dir.mkdir(parents=True, exist_ok=True)
-    for name, fn in options.generators:
-        if name in missing:
-            entry["generators"][name] = _run_one_generator(name, fn, frames, times, candidates_dir, dataset,
-                                                           score_fn, stats_fn)
+    from ..fusion import shared_radiance
+
+    with shared_radiance():
+        for name, fn in options.generators:
+            if name in missing:
+                entry["generators"][name] = _run_one_generator(name, fn, frames, times, candidates_dir, dataset,
+                                                               score_fn, stats_fn)
     if entry["label"]["selected_by"] == "mef-ssim":
         label = select_by_score(entry["generators"])
         changed = label["generator"] != entry["label"]["generator"]

@@ -35,13 +35,13 @@ import numpy as np
 
 from . import (ashikhmin, bilateral_fusion, block_fusion, external, fattal, hdr, mai, photographic, pyramid_fusion,
                tonemap)
-from ._common import finish
+from ._common import finish, shared_radiance
 from .gff import gff
 from .gradient import gradient_fusion
 from .mertens import mertens, mertens_exposedness
 from .spd_mef import spd_mef
 
-__all__ = ["Generator", "GENERATORS", "DEFAULT_GENERATORS", "available_generators", "run_generator"]
+__all__ = ["Generator", "GENERATORS", "DEFAULT_GENERATORS", "available_generators", "run_generator", "shared_radiance"]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Helpers shared by the generators: dtype/layout conversions, output clean-up, radiance cache.
+"""Helpers shared by the generators: conversions, output clean-up, the radiance maps a stack shares.
 
 Every generator receives aligned ``float32`` RGB frames in [0, 1] (H, W, 3), sorted dark to
 bright, and returns the same layout. OpenCV's photo module works on BGR and, for the CRF and
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import hashlib
 import threading
 from typing import Callable, Iterator, Sequence
@@ -117,4 +118,29 @@ class _LRU:
             self._data.clear()
 
 
-RADIANCE_CACHE = _LRU()
+#: The radiance maps of the stack being fused, while :func:`shared_radiance` holds them.
+_SHARED: contextvars.ContextVar[_LRU | None] = contextvars.ContextVar("sice_shared_radiance", default=None)
+
+
+@contextlib.contextmanager
+def shared_radiance(size: int = 2):
+    """Within the block, the HDR generators of one stack share its radiance maps (one per
+    calibration method, see :class:`_LRU`); outside any block each computes its own. The caller
+    that runs several generators on one stack (the dataset builder, per scene) owns the cache,
+    and it is gone when the block ends: nothing stays in memory between scenes."""
+    token = _SHARED.set(_LRU(size))
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def radiance_map(key: bytes, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``compute()``, or the radiance map already computed for ``key`` inside the current
+    :func:`shared_radiance` block (read-only either way)."""
+    cache = _SHARED.get()
+    if cache is not None:
+        return cache.get_or_compute(key, compute)
+    value = compute()
+    value.setflags(write=False)
+    return value

@@ -45,7 +45,7 @@ import numpy as np
 from .. import io
 from ..childproc import run_tool
 from ..imageops import from_float32, to_float32, to_rgb
-from ._common import RADIANCE_CACHE, stack_key, to_u8_bgr
+from ._common import radiance_map, stack_key, to_u8_bgr
 from .tonemap import auto_levels
 
 #: Seconds one tool run may take before it is killed (a 24 MP stack of 9 frames takes about a
@@ -164,7 +164,7 @@ def pfs_hdr_stream(frames: Sequence[np.ndarray], exposure_times: np.ndarray) -> 
             raise ExternalToolError("pfshdrcalibrate: produced no pfs stream")
         return np.frombuffer(out, dtype=np.uint8)
 
-    return RADIANCE_CACHE.get_or_compute(stack_key("pfshdrcalibrate", frames8, times), compute).tobytes()
+    return radiance_map(stack_key("pfshdrcalibrate", frames8, times), compute).tobytes()
 
 
 def pfs_tonemap(operator: str, frames: Sequence[np.ndarray], exposure_times: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ cores), and the merge leaves coloured specks where the channels' weights differ 
 sice512/001 even with the Debevec response). The Robertson method is still among the
 generators through ``pfshdrcalibrate`` (module :mod:`sice.fusion.external`).
 
-The radiance map of a stack is cached (see :data:`sice.fusion._common.RADIANCE_CACHE`): every
+The radiance map of a stack is shared inside :func:`sice.fusion.shared_radiance`: every
 tone-mapping generator of the same stack reuses it.
 
 References
@@ -28,7 +28,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ._common import RADIANCE_CACHE, stack_key, to_u8_bgr
+from ._common import radiance_map, stack_key, to_u8_bgr
 
 
 def _normalised_times(exposure_times: np.ndarray) -> np.ndarray:
@@ -47,7 +47,7 @@ def _merge(frames: Sequence[np.ndarray], exposure_times: np.ndarray) -> np.ndarr
         hdr = np.nan_to_num(hdr[..., ::-1].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         return np.ascontiguousarray(np.maximum(hdr, 0.0))
 
-    return RADIANCE_CACHE.get_or_compute(stack_key("debevec", frames8, times), compute)
+    return radiance_map(stack_key("debevec", frames8, times), compute)
 
 
 def debevec_radiance(frames: Sequence[np.ndarray], exposure_times: np.ndarray) -> np.ndarray:
