@@ -92,7 +92,7 @@ def command(inputs, output, model, strength, compare, suffix, recursive, fmt, qu
     Output paths go to stdout, one per line (--json: one JSON document); progress, notes and
     errors go to stderr, one line each. The exit status is 1 if any input failed.
     """
-    from ..enhancement.batch import Settings
+    from ..enhancement.batch import Settings, plan_failures
     from ..enhancement.plan import STDIO, plan_batch
 
     if quiet and verbose:
@@ -116,9 +116,9 @@ def command(inputs, output, model, strength, compare, suffix, recursive, fmt, qu
     run = _Run(quiet=quiet, verbose=verbose, as_json=as_json,
                settings=Settings(strength=strength, quality=quality, max_pixels=max_pixels, overwrite=overwrite),
                options=dict(model=model, device=device, backend=backend, tile=tile, fmt=fmt, cluster=cluster))
-    for item, reason in plan.failures:
-        run.failed(item, reason)
     if plan.jobs and str(plan.jobs[0].source) == STDIO:
+        for outcome in plan_failures(plan):
+            run.outcome(outcome)
         run.stdin_job(plan.jobs[0])
     else:
         run.batch(plan)
@@ -142,11 +142,6 @@ class _Run:
         self.enhancer = None
 
     # -- reporting ------------------------------------------------------------------------------
-    def failed(self, item, reason) -> None:
-        from ..enhancement.batch import Outcome
-
-        self.outcome(Outcome(str(item), "failed", error=reason))
-
     def outcome(self, o) -> None:
         """Print and record one input's outcome."""
         self.records.append({

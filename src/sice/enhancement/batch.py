@@ -51,11 +51,18 @@ class Outcome:
         return cls(str(source), status, job.output, job.compare, job.renamed_from, **kwargs)
 
 
+def plan_failures(plan: Plan) -> list[Outcome]:
+    """The input entries that failed while the plan was made (a missing file, a glob that matches
+    nothing, a folder without images), as outcomes."""
+    return [Outcome(str(entry), "failed", error=reason) for entry, reason in plan.failures]
+
+
 def triage(plan: Plan, settings: Settings) -> tuple[list[Job], list[Outcome]]:
-    """The jobs to run, and the outcomes known without running: inputs that cannot be looked at
-    (failed) and jobs whose outputs all exist (skipped, unless ``settings.overwrite``; a file
-    named with ``-o`` is what the user asked for, so it is always written)."""
-    todo, known = [], []
+    """The jobs to run, and the outcomes known without running: the plan's failed entries,
+    inputs that cannot be looked at (failed) and jobs whose outputs all exist (skipped, unless
+    ``settings.overwrite``; a file named with ``-o`` is what the user asked for, so it is always
+    written)."""
+    todo, known = [], plan_failures(plan)
     for job in plan.jobs:
         problem = stat_problem(job.source)
         if problem is not None:
