@@ -326,3 +326,14 @@ def test_hdr_generators_share_a_stacks_radiance_only_inside_shared_radiance(monk
         b = hdr.debevec_radiance(frames, times)
     assert len(calls) == 3 and a is b and not a.flags.writeable
     np.testing.assert_array_equal(a, first)
+
+
+def test_the_debevec_response_does_not_depend_on_the_blas_thread_count(stack):
+    from threadpoolctl import threadpool_limits
+
+    frames, times = stack
+    with threadpool_limits(limits=2, user_api="blas"):
+        many = hdr.debevec_radiance(frames, times)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = hdr.debevec_radiance(frames, times)
+    np.testing.assert_array_equal(many, one)

@@ -32,12 +32,10 @@ SCENES = ("1", "2", "3", "10")
 
 
 def options(*extra) -> BuildOptions:
-    """Two real generators (and ``extra`` ``(name, fn)`` pairs first), MEF-SSIM, photo finish.
-
-    Not the debevec-* generators: OpenCV's camera response calibration gives results that
-    depend on the BLAS thread count (up to 6/255 in the candidates), which Dask's workers set
-    to 1 (docs/scaling.md)."""
-    generators, _ = resolve_generators(["mertens", "gff"])
+    """Three real generators, one of them HDR (and ``extra`` ``(name, fn)`` pairs first), MEF-SSIM,
+    photo finish. debevec-reinhard: its camera response is solved with one BLAS thread
+    everywhere, so workers (which run BLAS on one thread) give the same candidates."""
+    generators, _ = resolve_generators(["mertens", "gff", "debevec-reinhard"])
     return BuildOptions(generators=(*extra, *generators), finish="photo")
 
 

@@ -42,7 +42,13 @@ def _merge(frames: Sequence[np.ndarray], exposure_times: np.ndarray) -> np.ndarr
     times = _normalised_times(exposure_times)
 
     def compute() -> np.ndarray:
-        crf = cv2.createCalibrateDebevec().process(frames8, times)
+        from threadpoolctl import threadpool_limits
+
+        # OpenCV solves for the response with its bundled OpenBLAS, whose sums change with the
+        # number of threads (up to 6/255 in candidates): one thread makes a scene's candidates
+        # the same on a laptop, in a worker process and on a cluster node
+        with threadpool_limits(limits=1, user_api="blas"):
+            crf = cv2.createCalibrateDebevec().process(frames8, times)
         hdr = cv2.createMergeDebevec().process(frames8, times, crf)
         hdr = np.nan_to_num(hdr[..., ::-1].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         return np.ascontiguousarray(np.maximum(hdr, 0.0))
