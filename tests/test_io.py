@@ -315,3 +315,12 @@ def _jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
             break
         pos += 2 + size
     return out
+
+
+@pytest.mark.parametrize("quality,subsampling", [(30, 2), (75, 1), (95, 0)])
+def test_jpeg_encoding_reads_quality_and_subsampling_in_one_go(tmp_path, quality, subsampling):
+    Image.fromarray(_pattern()).save(tmp_path / "a.jpg", quality=quality, subsampling=subsampling)
+    assert sio.jpeg_encoding(tmp_path / "a.jpg") == (quality, subsampling)
+    sio.write_image(tmp_path / "b.png", _pattern())
+    assert sio.jpeg_encoding(tmp_path / "b.png") is None
+    assert sio.jpeg_encoding(tmp_path / "missing.jpg") is None

@@ -983,10 +983,28 @@ _IJG_CHROMA = np.array([
     24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32, dtype=np.float64)
 
 
-def _ijg_table(base: np.ndarray, quality: int) -> np.ndarray:
-    """libjpeg's ``jpeg_quality_scaling`` + ``jpeg_add_quant_table`` (baseline: 1..255)."""
-    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+def _ijg_table(base: np.ndarray, quality) -> np.ndarray:
+    """libjpeg's ``jpeg_quality_scaling`` + ``jpeg_add_quant_table`` (baseline: 1..255); for an
+    array of qualities, one table per row."""
+    q = np.asarray(quality, dtype=np.float64)[..., None]
+    scale = np.where(q < 50, 5000 / q, 200 - 2 * q)
     return np.clip(np.floor((base * scale + 50) / 100), 1, 255)
+
+
+def jpeg_encoding(path: os.PathLike | str) -> tuple[int, int | None] | None:
+    """A JPEG file's (:func:`estimate_jpeg_quality`, :func:`jpeg_subsampling`) from one read of
+    its header, or None when it is not a JPEG with usable tables."""
+    from PIL import JpegImagePlugin
+
+    try:
+        with PILImage.open(path) as pil:
+            if pil.format not in ("JPEG", "MPO"):
+                return None
+            quality = _quality_of_tables(getattr(pil, "quantization", None) or {})
+            sampling = JpegImagePlugin.get_sampling(pil)
+    except Exception:  # any unreadable file: the caller falls back to its defaults
+        return None
+    return None if quality is None else (quality, sampling if sampling in (0, 1, 2) else None)
 
 
 def estimate_jpeg_quality(path: os.PathLike | str) -> int | None:
@@ -1004,18 +1022,23 @@ def estimate_jpeg_quality(path: os.PathLike | str) -> int | None:
             tables = getattr(pil, "quantization", None) or {}
     except Exception:  # any unreadable file: the caller falls back to its default quality
         return None
+    return _quality_of_tables(tables)
+
+
+#: The qualities tried, best first: the highest among equally good ones wins (at the bottom of
+#: the scale, tables clipped at 255 make several qualities identical).
+_QUALITIES = np.arange(100, 0, -1)
+
+
+def _quality_of_tables(tables: dict) -> int | None:
     ids = sorted(tables)
     if not ids or any(len(tables[i]) != 64 for i in ids):
         return None
     actual = [np.log(np.maximum(np.asarray(tables[i], dtype=np.float64), 1)) for i in ids[:2]]
     bases = [_IJG_LUMA, _IJG_CHROMA][:len(actual)]
-
-    def error(q: int) -> float:
-        return sum(float(np.abs(a - np.log(_ijg_table(b, q))).sum()) for a, b in zip(actual, bases))
-
-    # the highest quality among equally good ones: at the bottom of the scale, tables clipped
-    # at 255 make several qualities identical
-    return min(range(100, 0, -1), key=error)
+    # every quality's tables at once: (100, 64) per component
+    error = sum(np.abs(a - np.log(_ijg_table(b, _QUALITIES))).sum(axis=1) for a, b in zip(actual, bases))
+    return int(_QUALITIES[int(np.argmin(error))])
 
 
 def jpeg_subsampling(path: os.PathLike | str) -> int | None:

@@ -415,16 +415,16 @@ def jpeg_settings(src: os.PathLike | str, dst: os.PathLike | str, quality: int |
     and subsampling, so a 2.2 MB camera JPEG does not come back as 13 MB; anything else gets
     quality 95.
     """
-    from ..io import estimate_jpeg_quality, format_for_path, jpeg_subsampling
+    from ..io import format_for_path, jpeg_encoding
 
     if quality is not None:
         if not 1 <= int(quality) <= 100:
             raise ValueError(f"quality must be in 1..100, got {quality}")
         return int(quality), None
     if format_for_path(dst) == "JPEG":
-        estimated = estimate_jpeg_quality(src)
-        if estimated is not None:
-            return estimated, jpeg_subsampling(src)
+        encoding = jpeg_encoding(src)
+        if encoding is not None:
+            return encoding
     return DEFAULT_QUALITY, None
 
 
