@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 
 from .errors import ImageWriteError
@@ -91,7 +91,7 @@ def same_file(a: os.PathLike | str, b: os.PathLike | str) -> bool:
         return False
 
 
-def is_stale_part(name: str, targets: Iterable[str] | None = None) -> bool:
+def is_stale_part(name: str, targets: Collection[str] | None = None) -> bool:
     """Whether ``name`` is a temp file an atomic writer left (``.<target>.<random>.part``), and,
     when ``targets`` is given, one of those targets'."""
     if not (name.startswith(".") and name.endswith(PART_SUFFIX)):
@@ -99,7 +99,7 @@ def is_stale_part(name: str, targets: Iterable[str] | None = None) -> bool:
     if targets is None:
         return True
     target = name[1:-len(PART_SUFFIX)].rsplit(".", 1)[0]
-    return target in set(targets)
+    return target in targets
 
 
 def remove_stale_parts(folder: os.PathLike | str, targets: Iterable[str] | None = None) -> int:

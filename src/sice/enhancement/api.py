@@ -111,6 +111,10 @@ class Enhancer:
             raise ValueError(f"image must be at least 1x1, got {rgb.shape[:2]}")
         strength = self._check_strength(strength)
         check_float_range(rgb)
+        return self._enhance_checked(rgb, strength)
+
+    def _enhance_checked(self, rgb: np.ndarray, strength: float) -> np.ndarray:
+        """:meth:`enhance_rgb` of (H, W, 3) pixels whose shape, range and strength are checked."""
         rgb = np.clip(to_float32(rgb), 0.0, 1.0)
         if self.photo_path == "tiles":
             out = self._runner.run_tiles(rgb, tile=self.tile, decomposition=self.decomposition)
@@ -203,7 +207,9 @@ class Enhancer:
             if grey:
                 out = from_float32(luminance(to_float32(out))[..., None], dtype)
         else:
-            out = self.enhance_rgb(to_float32(rgb), strength=strength)
+            if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+                raise ValueError(f"image must be at least 1x1, got {rgb.shape[:2]}")
+            out = self._enhance_checked(rgb, strength)  # checked above: one pass over a float image
             if grey:
                 out = luminance(out)[..., None]
             out = from_float32(out, dtype)
@@ -254,7 +260,7 @@ def enhance_array(image: np.ndarray, *, model: Any = None, enhancer: Enhancer | 
         moved = np.moveaxis(arr, axis, -1)
     else:
         raise ValueError(f"image must be (M, N) or (M, N, C), got shape {arr.shape}")
-    enhancer = enhancer or _cached_enhancer(model, **kwargs)
+    enhancer = enhancer or _RECENT.get(model, **kwargs)
     out = enhancer.enhance_pixels(moved, strength=strength)
     return out if moved is arr else np.moveaxis(out, -1, axis)
 
@@ -308,10 +314,6 @@ class _RecentEnhancers:
 _RECENT = _RecentEnhancers()
 
 
-def _cached_enhancer(model: Any, **kwargs) -> Enhancer:
-    return _RECENT.get(model, **kwargs)
-
-
 def enhance_file(src: os.PathLike | str, dst: os.PathLike | str, *, model: Any = None,
                  enhancer: Enhancer | None = None, strength: float = 1.0, quality: int | None = None,
                  compare: os.PathLike | str | None = None, max_pixels: int | None = None,
@@ -320,7 +322,7 @@ def enhance_file(src: os.PathLike | str, dst: os.PathLike | str, *, model: Any =
     :func:`sice.enhance_file` (documented there). ``enhancer``: an :class:`Enhancer` to use
     instead of loading ``model``; other keywords go to :class:`Enhancer`."""
     image = read_source(src, dst, compare=compare, max_pixels=max_pixels)
-    enhancer = enhancer or _cached_enhancer(model, **kwargs)
+    enhancer = enhancer or _RECENT.get(model, **kwargs)
     out = enhancer.enhance_pixels(image.pixels, strength=strength)
     return write_enhanced(image, out, dst, quality=quality, compare=compare, overwrite=overwrite)[0]
 
